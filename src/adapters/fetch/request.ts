@@ -1,0 +1,144 @@
+/**
+ * Turns fetch's arguments into the pipeline's request: which host (service) is called, which
+ * path, and whether the body can be sent more than once. A stream body is never buffered to
+ * make it replayable: it is sent once, and the call is then not retried.
+ */
+
+/** A fetch call as the pipeline sees it. */
+export interface HttpRequest {
+  /** The service named by the URL's host. */
+  readonly service: string
+  /** Path and query, from the first `/` (always starts with `/`). */
+  readonly path: string
+  /** Upper-case method. */
+  readonly method: string
+  /** The fetch options to send with every attempt (the caller's, minus `signal`). */
+  readonly init: RequestInit
+  /** Whether the body can be sent again (no body, or a string, bytes, Blob, form). */
+  readonly replayable: boolean
+  /** The caller's signal, when it gave one. */
+  readonly signal: AbortSignal | undefined
+}
+
+/** Where a URL points: its host name (lower-case, no port) and its path with query. */
+export interface Target {
+  /** The host name, lower-cased, without port or brackets. */
+  readonly host: string
+  /** From the first `/` after the authority, query included; `/` when empty. */
+  readonly path: string
+}
+
+/**
+ * Splits an absolute `http:`/`https:` URL into host and path without building a `URL` object
+ * (about 20x cheaper on the hot path). Returns `undefined` for anything else, which then passes
+ * through to the wrapped fetch untouched.
+ */
+export function parseTarget(url: string): Target | undefined {
+  let start: number
+  if (url.startsWith('http://')) start = 7
+  else if (url.startsWith('https://')) start = 8
+  else {
+    const lower = url.slice(0, 8).toLowerCase()
+    if (lower.startsWith('http://')) start = 7
+    else if (lower.startsWith('https://')) start = 8
+    else return undefined
+  }
+  let end = url.length
+  for (let i = start; i < url.length; i++) {
+    const c = url.charCodeAt(i)
+    if (c === 47 /* / */ || c === 63 /* ? */ || c === 35 /* # */) {
+      end = i
+      break
+    }
+  }
+  let authority = url.slice(start, end)
+  const at = authority.lastIndexOf('@')
+  if (at >= 0) authority = authority.slice(at + 1)
+  if (authority.startsWith('[')) return undefined // IPv6 literal: never a service name
+  const colon = authority.indexOf(':')
+  const host = (colon >= 0 ? authority.slice(0, colon) : authority).toLowerCase()
+  let path = end < url.length ? url.slice(end) : '/'
+  const hash = path.indexOf('#')
+  if (hash >= 0) path = path.slice(0, hash)
+  if (path.charCodeAt(0) !== 47) path = `/${path}`
+  return { host, path }
+}
+
+/** The URL string of any fetch input. */
+export function urlOf(input: string | URL | Request): string {
+  return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+
+/** Whether sending the request twice is safe: an idempotent method or an `Idempotency-Key`. */
+export function isIdempotent(req: HttpRequest): boolean {
+  if (IDEMPOTENT.has(req.method)) return true
+  const headers = req.init.headers
+  if (headers === undefined) return false
+  return new Headers(headers).has('idempotency-key')
+}
+
+/** Whether a fetch body can be read again for another attempt. */
+export function isReplayableBody(body: unknown): boolean {
+  return (
+    body === undefined ||
+    body === null ||
+    typeof body === 'string' ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body) ||
+    body instanceof Blob ||
+    body instanceof URLSearchParams ||
+    body instanceof FormData
+  )
+}
+
+/**
+ * Builds the pipeline request for a call to `service` at `path`. A `Request` input is flattened
+ * into fetch options so that every attempt can be sent to another origin; its body is a stream,
+ * so such a call is replayable only when it has no body.
+ */
+export function toHttpRequest(
+  service: string,
+  path: string,
+  input: string | URL | Request,
+  init: RequestInit | undefined,
+): HttpRequest {
+  let options: RequestInit
+  let signal: AbortSignal | undefined
+  if (typeof input === 'string' || input instanceof URL) {
+    if (init === undefined) {
+      options = {}
+    } else {
+      signal = init.signal ?? undefined
+      if (init.signal !== undefined) {
+        const { signal: _drop, ...rest } = init
+        options = rest
+      } else {
+        options = init
+      }
+    }
+  } else {
+    signal = init?.signal ?? input.signal
+    options = {
+      method: input.method,
+      headers: input.headers,
+      body: input.body,
+      redirect: input.redirect,
+      integrity: input.integrity,
+      keepalive: input.keepalive,
+      referrer: input.referrer,
+      referrerPolicy: input.referrerPolicy,
+      credentials: input.credentials,
+      cache: input.cache,
+      mode: input.mode,
+    }
+    if (input.body !== null) (options as { duplex?: string }).duplex = 'half'
+    if (init !== undefined) {
+      const { signal: _drop, ...rest } = init
+      options = { ...options, ...rest }
+    }
+  }
+  const method = options.method === undefined ? 'GET' : options.method.toUpperCase()
+  return { service, path, method, init: options, replayable: isReplayableBody(options.body), signal }
+}

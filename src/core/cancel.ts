@@ -1,0 +1,112 @@
+/**
+ * A cheap cancellation token. An `AbortController` costs ~3 us to create and ~7 us to abort on
+ * Node 20 (docs/decisions.md); most calls are never cancelled, so stages pass this token instead
+ * and only the transport that needs a real `AbortSignal` materialises one with {@link signal}.
+ */
+
+/** Called with the reason when a {@link Cancellation} aborts. */
+export type AbortListener = (reason: unknown) => void
+
+/** A one-shot, hierarchical cancellation: aborting a parent aborts its children. */
+export class Cancellation {
+  #aborted = false
+  #reason: unknown = undefined
+  #listeners: AbortListener[] | undefined = undefined
+  #signal: AbortSignal | undefined = undefined
+
+  /** True once {@link abort} has run (here or on a parent). */
+  get aborted(): boolean {
+    return this.#aborted
+  }
+
+  /** Why it was aborted; `undefined` until then. */
+  get reason(): unknown {
+    return this.#reason
+  }
+
+  /** Aborts with `reason`, running every listener once; later calls do nothing. */
+  abort(reason: unknown): void {
+    if (this.#aborted) return
+    this.#aborted = true
+    this.#reason = reason
+    const listeners = this.#listeners
+    this.#listeners = undefined
+    if (listeners) for (const fn of listeners) fn(reason)
+  }
+
+  /**
+   * Runs `fn` once when aborted (at once if already aborted). Returns a function that removes
+   * the listener; call it when the work finishes so that long-lived tokens hold nothing.
+   */
+  onAbort(fn: AbortListener): () => void {
+    if (this.#aborted) {
+      fn(this.#reason)
+      return noop
+    }
+    if (this.#listeners === undefined) this.#listeners = [fn]
+    else this.#listeners.push(fn)
+    return () => {
+      const list = this.#listeners
+      if (!list) return
+      const i = list.indexOf(fn)
+      if (i >= 0) list.splice(i, 1)
+    }
+  }
+
+  /** The number of listeners still registered (for leak tests). */
+  get listenerCount(): number {
+    return this.#listeners?.length ?? 0
+  }
+
+  /**
+   * A child token aborted with this one. Call `release()` on the result when its work is done,
+   * which detaches it from this parent.
+   */
+  child(): ChildCancellation {
+    const child = new ChildCancellation()
+    child.detach = this.onAbort((reason) => child.abort(reason))
+    return child
+  }
+
+  /** A real `AbortSignal` that follows this token, created on first use and then cached. */
+  signal(): AbortSignal {
+    if (this.#signal) return this.#signal
+    if (this.#aborted) {
+      this.#signal = AbortSignal.abort(this.#reason)
+      return this.#signal
+    }
+    const controller = new AbortController()
+    this.#signal = controller.signal
+    this.onAbort((reason) => controller.abort(reason))
+    return this.#signal
+  }
+
+  /** Throws the reason when aborted. */
+  throwIfAborted(): void {
+    if (this.#aborted) throw this.#reason
+  }
+}
+
+/** A {@link Cancellation} linked to a parent; {@link release} unlinks it. */
+export class ChildCancellation extends Cancellation {
+  /** @internal */
+  detach: () => void = noop
+  /** Unlinks this token from its parent. */
+  release(): void {
+    this.detach()
+    this.detach = noop
+  }
+}
+
+/** A token that never aborts, for calls that nothing can cancel. */
+export const neverCancelled: Cancellation = new (class extends Cancellation {
+  override abort(): void {}
+  override onAbort(): () => void {
+    return noop
+  }
+  override child(): ChildCancellation {
+    return new ChildCancellation()
+  }
+})()
+
+function noop(): void {}

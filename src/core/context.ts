@@ -1,0 +1,142 @@
+/**
+ * Per-call state, passed inward through the pipeline. A stage derives a new {@link Context} for
+ * what it changes and never mutates the one it was given, so a retry cannot see state left by
+ * the previous attempt. Typed keys (as in Connect-ES) replace stringly-typed bags.
+ */
+import type { Cancellation } from './cancel.js'
+import type { Clock } from './clock.js'
+import type { Random } from './random.js'
+
+/** A typed slot in a {@link Context}; create one per concern with {@link createContextKey}. */
+export interface ContextKey<T> {
+  /** A name for debugging. */
+  readonly name: string
+  /** What {@link Context.get} returns when the key was never set. */
+  readonly defaultValue: T
+}
+
+/** Creates a typed context key. Keys are compared by identity, so create each one once. */
+export function createContextKey<T>(name: string, defaultValue: T): ContextKey<T> {
+  return Object.freeze({ name, defaultValue })
+}
+
+interface Entry {
+  readonly key: ContextKey<unknown>
+  readonly value: unknown
+  readonly parent: Entry | undefined
+}
+
+/** The fields of a root context. */
+export interface ContextInit {
+  /** The time source. */
+  readonly clock: Clock
+  /** The random source. */
+  readonly random: Random
+  /** Cancels the whole call: the caller's abort, or the mesh closing. */
+  readonly cancel: Cancellation
+  /** Absolute time on `clock` after which the call fails. Default `Infinity`. */
+  readonly deadline?: number
+  /** The caller's own signal, when it gave one. */
+  readonly signal?: AbortSignal | undefined
+}
+
+/** Per-call state; see the module comment. */
+export class Context {
+  /** Absolute time on {@link clock} (ms) after which the call fails; `Infinity` when none. */
+  readonly deadline: number
+  /** 0 for the first try, then 1, 2, ... for retries and hedges. */
+  readonly attempt: number
+  /** The time source. */
+  readonly clock: Clock
+  /** The random source. */
+  readonly random: Random
+  /** Cancels the work of this context: the call's, or one attempt's. */
+  readonly cancel: Cancellation
+  /** The caller's own signal, when it gave one (read it, never abort it). */
+  readonly signal: AbortSignal | undefined
+  readonly #values: Entry | undefined
+
+  private constructor(
+    clock: Clock,
+    random: Random,
+    deadline: number,
+    attempt: number,
+    cancel: Cancellation,
+    signal: AbortSignal | undefined,
+    values: Entry | undefined,
+  ) {
+    this.clock = clock
+    this.random = random
+    this.deadline = deadline
+    this.attempt = attempt
+    this.cancel = cancel
+    this.signal = signal
+    this.#values = values
+  }
+
+  /** A root context for one call. */
+  static create(init: ContextInit): Context {
+    return new Context(
+      init.clock,
+      init.random,
+      init.deadline ?? Number.POSITIVE_INFINITY,
+      0,
+      init.cancel,
+      init.signal,
+      undefined,
+    )
+  }
+
+  /** The value stored under `key`, or the key's default. */
+  get<T>(key: ContextKey<T>): T {
+    for (let e = this.#values; e !== undefined; e = e.parent) {
+      if (e.key === key) return e.value as T
+    }
+    return key.defaultValue
+  }
+
+  /** A copy with `key` set to `value`. */
+  with<T>(key: ContextKey<T>, value: T): Context {
+    return new Context(this.clock, this.random, this.deadline, this.attempt, this.cancel, this.signal, {
+      key: key as ContextKey<unknown>,
+      value,
+      parent: this.#values,
+    })
+  }
+
+  /** A copy with another deadline. */
+  withDeadline(deadline: number): Context {
+    return new Context(
+      this.clock,
+      this.random,
+      deadline,
+      this.attempt,
+      this.cancel,
+      this.signal,
+      this.#values,
+    )
+  }
+
+  /** A copy for attempt number `attempt`, cancelled by `cancel`. */
+  withAttempt(attempt: number, cancel: Cancellation = this.cancel): Context {
+    return new Context(this.clock, this.random, this.deadline, attempt, cancel, this.signal, this.#values)
+  }
+
+  /** A copy cancelled by `cancel` (a child of this context's token). */
+  withCancel(cancel: Cancellation): Context {
+    return new Context(
+      this.clock,
+      this.random,
+      this.deadline,
+      this.attempt,
+      cancel,
+      this.signal,
+      this.#values,
+    )
+  }
+
+  /** Milliseconds left before the deadline (`Infinity` when none; may be negative). */
+  remaining(): number {
+    return this.deadline === Number.POSITIVE_INFINITY ? this.deadline : this.deadline - this.clock.now()
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Typed events that cost nothing when nobody listens: stages test {@link Events.has} before
+ * building an event object, so an unobserved mesh allocates nothing for telemetry.
+ */
+
+/** Every event the mesh emits, by type. */
+export interface MeshEvents {
+  /** An attempt failed and another one is scheduled after `delay` ms. */
+  retry: { service: string; attempt: number; delay: number; reason: unknown }
+  /** A call or attempt passed its time limit. */
+  timeout: { service: string; scope: 'call' | 'attempt'; timeout: number }
+  /** The mesh configuration was replaced. */
+  'config-updated': { services: number }
+}
+
+/** Receives one event. */
+export type MeshEventListener<E> = (event: E) => void
+
+/** A small typed event hub. */
+export class Events<M extends object = MeshEvents> {
+  readonly #listeners = new Map<keyof M, MeshEventListener<never>[]>()
+
+  /** Subscribes; returns the function that unsubscribes. */
+  on<K extends keyof M>(type: K, fn: MeshEventListener<M[K]>): () => void {
+    const list = this.#listeners.get(type)
+    if (list) list.push(fn as MeshEventListener<never>)
+    else this.#listeners.set(type, [fn as MeshEventListener<never>])
+    return () => {
+      const current = this.#listeners.get(type)
+      if (!current) return
+      const i = current.indexOf(fn as MeshEventListener<never>)
+      if (i >= 0) current.splice(i, 1)
+      if (current.length === 0) this.#listeners.delete(type)
+    }
+  }
+
+  /** Whether anyone listens to `type`: test it before building an event. */
+  has(type: keyof M): boolean {
+    return this.#listeners.has(type)
+  }
+
+  /** Delivers `event` to the listeners of `type`; a throwing listener does not stop the others. */
+  emit<K extends keyof M>(type: K, event: M[K]): void {
+    const list = this.#listeners.get(type)
+    if (!list) return
+    for (const fn of list.slice()) {
+      try {
+        ;(fn as MeshEventListener<M[K]>)(event)
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error
+        })
+      }
+    }
+  }
+
+  /** The number of listeners, all types together (for leak tests). */
+  get listenerCount(): number {
+    let n = 0
+    for (const list of this.#listeners.values()) n += list.length
+    return n
+  }
+
+  /** Removes every listener. */
+  clear(): void {
+    this.#listeners.clear()
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The pipeline's two shapes: a {@link Handler} turns a request into a response, a
+ * {@link Middleware} adds one behaviour around the next handler (Finagle's `Service` and
+ * `Filter`). A stack is middlewares composed around a transport handler.
+ */
+import type { Context } from './context.js'
+
+/** An asynchronous function from a request to a response. */
+export type Handler<Req, Res> = (req: Req, ctx: Context) => Promise<Res>
+
+/** Adds one behaviour around the next handler. */
+export type Middleware<Req, Res> = (next: Handler<Req, Res>) => Handler<Req, Res>
+
+/**
+ * Composes middlewares; the first listed is the outermost and sees the request first.
+ *
+ * Each stage may call `next` more than once (a retry does), but never twice with the same
+ * {@link Context}: a stage that sends the request again must derive a new context for it
+ * (`ctx.withAttempt(n)`), so that no state of one attempt leaks into the next. Calling `next`
+ * twice with one context throws a `TypeError` naming the stage.
+ *
+ * @example
+ * ```ts
+ * import { compose, type Middleware } from 'meshlet'
+ * const tag: Middleware<string, string> = (next) => async (req, ctx) => `[${await next(req, ctx)}]`
+ * const handler = compose(tag, tag)(async (req) => req.toUpperCase())
+ * ```
+ */
+export function compose<Req, Res>(...stages: Middleware<Req, Res>[]): Middleware<Req, Res> {
+  return (next) => {
+    let inner = guardNext(next, 'the handler')
+    for (let i = stages.length - 1; i >= 0; i--) {
+      const stage = stages[i]!
+      inner = guardNext(stage(inner), stage.name || `stage ${i}`)
+    }
+    return inner
+  }
+}
+
+/**
+ * Chains middlewares like {@link compose}, without the double-`next` check: for stacks made
+ * only of meshlet's own stages, which are tested to derive a context per attempt.
+ * @internal
+ */
+export function chain<Req, Res>(
+  stages: readonly Middleware<Req, Res>[],
+  next: Handler<Req, Res>,
+): Handler<Req, Res> {
+  let inner = next
+  for (let i = stages.length - 1; i >= 0; i--) inner = stages[i]!(inner)
+  return inner
+}
+
+function guardNext<Req, Res>(handler: Handler<Req, Res>, name: string): Handler<Req, Res> {
+  const seen = new WeakSet<Context>()
+  return (req, ctx) => {
+    if (seen.has(ctx)) {
+      return Promise.reject(
+        new TypeError(
+          `${name} was called twice with the same Context: derive a new one (ctx.withAttempt(n)) for each attempt`,
+        ),
+      )
+    }
+    seen.add(ctx)
+    return handler(req, ctx)
+  }
+}

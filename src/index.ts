@@ -1,0 +1,64 @@
+/**
+ * meshlet: a service mesh's client-side powers as a library. `withMesh(fetch, config)` returns
+ * a fetch whose calls to configured services are routed, balanced, retried and timed out.
+ * @packageDocumentation
+ */
+
+export {
+  DEFAULT_HTTP_RETRY_ON,
+  type ErrorKind,
+  errorKind,
+  type HttpRetryOn,
+  httpClassifier,
+} from './adapters/fetch/classify.js'
+export { httpProtocol, parseRetryAfter } from './adapters/fetch/protocol.js'
+export { type HttpRequest, isIdempotent } from './adapters/fetch/request.js'
+export { fetchTransport } from './adapters/fetch/transport.js'
+export { type AbortListener, Cancellation, ChildCancellation, neverCancelled } from './core/cancel.js'
+export { type Clock, systemClock, type TimerHandle } from './core/clock.js'
+export { Context, type ContextInit, type ContextKey, createContextKey } from './core/context.js'
+export {
+  ConfigInvalidError,
+  type ConfigIssue,
+  isMeshError,
+  MeshClosedError,
+  MeshError,
+  type MeshErrorCode,
+  type MeshErrorOptions,
+  NoHealthyEndpointError,
+  TimeoutError,
+  UnknownServiceError,
+} from './core/errors.js'
+export { Events, type MeshEventListener, type MeshEvents } from './core/events.js'
+export { compose, type Handler, type Middleware } from './core/handler.js'
+export type { Classifier, Outcome, Protocol, Verdict } from './core/outcome.js'
+export { type Random, seededRandom, systemRandom } from './core/random.js'
+export {
+  configJsonSchema,
+  type LoadBalancerName,
+  type MeshConfig,
+  meshConfigSchema,
+  parseConfig,
+  type ResolvedEndpoint,
+  type ResolvedMeshConfig,
+  type ResolvedServiceConfig,
+  type RetryOn,
+  type ServiceConfig,
+} from './mesh/config/config.js'
+export type { Duration } from './mesh/config/duration.js'
+export type { Input, Output, Schema } from './mesh/config/schema.js'
+export { type CloseOptions, createMesh, Mesh, type MeshOptions } from './mesh/mesh.js'
+export { meshOf, withMesh } from './mesh/with-mesh.js'
+export { type BalancerOptions, balancer } from './stages/balancer/balancer.js'
+export { ENDPOINT, Endpoint, type EndpointInit } from './stages/balancer/endpoint.js'
+export { leastRequest, randomPick, roundRobin, type Strategy } from './stages/balancer/strategies.js'
+export { type DeadlineOptions, deadline } from './stages/deadline/deadline.js'
+export {
+  type Backoff,
+  constantBackoff,
+  type ExponentialBackoffOptions,
+  exponentialBackoff,
+  type Jitter,
+} from './stages/retry/backoff.js'
+export { type RetryOptions, retry } from './stages/retry/retry.js'
+export { type TimeoutOptions, timeout } from './stages/timeout/timeout.js'

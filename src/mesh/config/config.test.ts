@@ -1,0 +1,407 @@
+/** Tests of the meshlet config: every problem reported at once, defaults, URLs, types and JSON Schema. */
+import { describe, expect, expectTypeOf, it } from 'vitest'
+import { ConfigInvalidError } from '../../core/errors.js'
+import {
+  configJsonSchema,
+  type LoadBalancerName,
+  type MeshConfig,
+  parseConfig,
+  type ResolvedEndpoint,
+  type ResolvedMeshConfig,
+  type RetryOn,
+} from './config.js'
+
+/** The example of ARCHITECTURE.md, restricted to the fields this schema knows. */
+const example = {
+  services: {
+    users: {
+      endpoints: [
+        'http://127.0.0.1:8081',
+        { url: 'http://127.0.0.1:8082', weight: 2, labels: { version: 'v2' }, zone: 'b' },
+      ],
+      loadBalancer: 'least-request',
+      timeout: '2s',
+      retry: {
+        attempts: 3,
+        perTryTimeout: '500ms',
+        retryOn: ['5xx', 'reset', 'connect-failure'],
+        backoff: { base: '25ms', max: '1s', jitter: 'full' },
+      },
+    },
+  },
+} satisfies MeshConfig
+
+function issuesOf(input: unknown): string[] {
+  try {
+    parseConfig(input)
+  } catch (error) {
+    if (error instanceof ConfigInvalidError) return error.issues.map((i) => `${i.path}: ${i.message}`)
+    throw error
+  }
+  return []
+}
+
+describe('parseConfig', () => {
+  it('resolves the documented example', () => {
+    const config = parseConfig(example)
+    expect(config).toEqual({
+      strict: false,
+      services: {
+        users: {
+          protocol: 'http',
+          endpoints: [
+            { url: 'http://127.0.0.1:8081', weight: 1, labels: {}, zone: undefined },
+            { url: 'http://127.0.0.1:8082', weight: 2, labels: { version: 'v2' }, zone: 'b' },
+          ],
+          loadBalancer: 'least-request',
+          timeout: 2000,
+          retry: {
+            attempts: 3,
+            perTryTimeout: 500,
+            retryOn: ['5xx', 'reset', 'connect-failure'],
+            backoff: { base: 25, max: 1000, jitter: 'full' },
+          },
+        },
+      },
+    })
+  })
+
+  it('applies every default', () => {
+    const config = parseConfig({ services: { users: { endpoints: ['http://10.0.0.1:80'] } } })
+    expect(config).toEqual({
+      strict: false,
+      services: {
+        users: {
+          protocol: 'http',
+          endpoints: [{ url: 'http://10.0.0.1', weight: 1, labels: {}, zone: undefined }],
+          loadBalancer: 'least-request',
+          timeout: 15_000,
+          retry: {
+            attempts: 3,
+            perTryTimeout: 0,
+            retryOn: ['5xx', '429'],
+            backoff: { base: 25, max: 1000, jitter: 'full' },
+          },
+        },
+      },
+    })
+    expect(parseConfig({ strict: true, services: {} })).toEqual({ strict: true, services: {} })
+  })
+
+  it('fills the defaults of a partly written retry', () => {
+    const config = parseConfig({
+      services: { users: { endpoints: ['http://a:1'], retry: { backoff: { max: '5s' }, retryOn: [503] } } },
+    })
+    expect(config.services['users']?.retry).toEqual({
+      attempts: 3,
+      perTryTimeout: 0,
+      retryOn: [503],
+      backoff: { base: 25, max: 5000, jitter: 'full' },
+    })
+  })
+
+  it('converts every duration to milliseconds', () => {
+    const config = parseConfig({
+      services: {
+        users: {
+          endpoints: ['http://a:1'],
+          timeout: '1.5s',
+          retry: { perTryTimeout: 300, backoff: { base: '0', max: '1m' } },
+        },
+      },
+    })
+    const users = config.services['users']
+    expect(users?.timeout).toBe(1500)
+    expect(users?.retry.perTryTimeout).toBe(300)
+    expect(users?.retry.backoff).toMatchObject({ base: 0, max: 60_000 })
+  })
+
+  it('reports every problem at once, with exact paths and messages', () => {
+    const input = {
+      strict: 'yes',
+      servics: {},
+      services: {
+        users: {
+          endpoints: [
+            'http://127.0.0.1:8081/',
+            { url: 'http://127.0.0.1:8082', weight: 0 },
+            'http://127.0.0.1:8081',
+          ],
+          timeout: 'fast',
+          loadBalancer: 'peak-ewma',
+          retry: { atempts: 2, attempts: -1, retryOn: ['5xx', 'bogus', 700] },
+        },
+        Bad_Name: { protocol: 'grpc', endpoints: [] },
+      },
+    }
+    const expected = [
+      'strict: expected a boolean, got "yes"',
+      '(root): unknown key "servics" (did you mean "services"?)',
+      'services.users.endpoints[1].weight: expected a positive integer, got 0',
+      'services.users.endpoints[2]: duplicate "http://127.0.0.1:8081" (same as [0])',
+      'services.users.timeout: expected a duration (ms number or string like "250ms", "2s"), got "fast"',
+      'services.users.loadBalancer: expected one of "least-request", "round-robin", "random", got "peak-ewma"',
+      'services.users.retry: unknown key "atempts" (did you mean "attempts"?)',
+      'services.users.retry.attempts: expected a positive integer, got -1',
+      'services.users.retry.retryOn[1]: expected one of "5xx", "gateway-error", "reset", "connect-failure", ' +
+        '"refused-stream", "retriable-4xx", "429", got "bogus"',
+      'services.users.retry.retryOn[2]: expected an integer from 100 to 599, got 700',
+      'services.Bad_Name: expected a service name (letters, digits, "." and "-", starting and ending with a ' +
+        'letter or digit), got "Bad_Name"',
+      'services.Bad_Name.endpoints: expected at least 1 item, got 0',
+    ]
+    let error: unknown
+    try {
+      parseConfig(input)
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(ConfigInvalidError)
+    if (!(error instanceof ConfigInvalidError)) return
+    expect(error.code).toBe('CONFIG_INVALID')
+    expect(
+      error.issues.map((i) => (i.path === '' ? `(root): ${i.message}` : `${i.path}: ${i.message}`)),
+    ).toEqual(expected)
+    expect(error.message).toContain('(12 problems)')
+    expect(error.message).toContain('  services.users.retry.attempts: expected a positive integer, got -1')
+    for (const line of expected) expect(error.message).toContain(`  ${line}`)
+  })
+
+  it('refuses what is not a config', () => {
+    expect(issuesOf(undefined)).toEqual([': expected an object, got undefined'])
+    expect(issuesOf([])).toEqual([': expected an object, got array'])
+    expect(issuesOf({})).toEqual(['services: required'])
+    expect(issuesOf({ services: { users: {} } })).toEqual(['services.users.endpoints: required'])
+  })
+
+  it('checks attempts and HTTP statuses against their bounds', () => {
+    const users = (retry: unknown) => ({ services: { users: { endpoints: ['http://a:1'], retry } } })
+    expect(issuesOf(users({ attempts: 11 }))).toEqual([
+      'services.users.retry.attempts: expected a positive integer <= 10, got 11',
+    ])
+    expect(issuesOf(users({ retryOn: [99, true] }))).toEqual([
+      'services.users.retry.retryOn[0]: expected an integer from 100 to 599, got 99',
+      'services.users.retry.retryOn[1]: expected one of "5xx", "gateway-error", "reset", "connect-failure", ' +
+        '"refused-stream", "retriable-4xx", "429" or an integer from 100 to 599, got true',
+    ])
+    expect(issuesOf(users({ backoff: { jitter: 'half' } }))).toEqual([
+      'services.users.retry.backoff.jitter: expected one of "full", "equal", "none", got "half"',
+    ])
+  })
+
+  it('refuses a backoff whose base exceeds its max, at the base', () => {
+    expect(
+      issuesOf({ services: { x: { endpoints: ['http://a:1'], retry: { backoff: { base: '2s' } } } } }),
+    ).toEqual(['services.x.retry.backoff.base: expected at most backoff.max (1000ms), got 2000ms'])
+  })
+
+  it('reduces http endpoints to their origin and refuses paths, queries and other schemes', () => {
+    const endpoints = (list: unknown[]) => ({ services: { web: { endpoints: list } } })
+    const config = parseConfig(endpoints(['https://Example.com:443/', 'http://[::1]:8080', 'http://b:8080']))
+    expect(config.services['web']?.endpoints.map((e) => e.url)).toEqual([
+      'https://example.com',
+      'http://[::1]:8080',
+      'http://b:8080',
+    ])
+    const shape = 'expected an endpoint ("http://host:port" with no path, or "host:port")'
+    expect(
+      issuesOf(
+        endpoints(['http://a/api', 'http://a?x=1', 'ftp://a', 'http://u:p@a', 5, { url: 'http://a#x' }]),
+      ),
+    ).toEqual([
+      `services.web.endpoints[0]: ${shape}, got "http://a/api"`,
+      `services.web.endpoints[1]: ${shape}, got "http://a?x=1"`,
+      `services.web.endpoints[2]: ${shape}, got "ftp://a"`,
+      `services.web.endpoints[3]: ${shape}, got "http://u:p@a"`,
+      `services.web.endpoints[4]: ${shape} or an object, got 5`,
+      `services.web.endpoints[5].url: ${shape}, got "http://a#x"`,
+    ])
+    expect(issuesOf(endpoints(['http://a:0', 'http://a:99999']))).toEqual([
+      'services.web.endpoints[0]: expected a port from 1 to 65535, got "http://a:0"',
+      `services.web.endpoints[1]: ${shape}, got "http://a:99999"`,
+    ])
+  })
+
+  it('reports a duplicate endpoint after normalisation, at its own index', () => {
+    expect(issuesOf({ services: { users: { endpoints: ['http://a:80', { url: 'http://a/' }] } } })).toEqual([
+      'services.users.endpoints[1]: duplicate "http://a" (same as [0])',
+    ])
+  })
+
+  it('takes host:port endpoints for grpc services, and only there', () => {
+    const config = parseConfig({
+      services: { orders: { protocol: 'grpc', endpoints: ['10.0.0.1:50051', 'orders:443'] } },
+    })
+    expect(config.services['orders']?.endpoints.map((e) => e.url)).toEqual(['10.0.0.1:50051', 'orders:443'])
+    // The protocol check waits for the endpoints to be valid, so only the port is named here.
+    expect(
+      issuesOf({ services: { orders: { protocol: 'grpc', endpoints: ['http://a:1', 'a:0'] } } }),
+    ).toEqual(['services.orders.endpoints[1]: expected a port from 1 to 65535, got "a:0"'])
+    expect(issuesOf({ services: { orders: { protocol: 'grpc', endpoints: ['http://a:1'] } } })).toEqual([
+      'services.orders.endpoints[0]: expected "host:port" for a grpc service, got "http://a:1"',
+    ])
+    expect(issuesOf({ services: { web: { endpoints: ['a:1'] } } })).toEqual([
+      'services.web.endpoints[0]: expected an http: or https: URL for an http service, got "a:1"',
+    ])
+  })
+
+  it('names services with letters, digits, dots and dashes', () => {
+    const ok = { endpoints: ['http://a:1'] }
+    expect(Object.keys(parseConfig({ services: { 'users-v2.prod': ok, a: ok } }).services)).toEqual([
+      'users-v2.prod',
+      'a',
+    ])
+    expect(issuesOf({ services: { '-x': ok } })[0]).toMatch(/^services\.-x: expected a service name/)
+  })
+
+  it('returns plain, deeply frozen data', () => {
+    const config = parseConfig(example)
+    expect(JSON.parse(JSON.stringify(config))).toEqual(JSON.parse(JSON.stringify(config)))
+    expect(Object.isFrozen(config)).toBe(true)
+    expect(Object.isFrozen(config.services['users']?.endpoints[1]?.labels)).toBe(true)
+    expect(Object.isFrozen(config.services['users']?.retry.retryOn)).toBe(true)
+  })
+
+  it('parses 1,000 services in well under 50 ms', () => {
+    const services: Record<string, unknown> = {}
+    for (let i = 0; i < 1000; i++) {
+      services[`svc-${i}`] = {
+        endpoints: [`http://10.0.${i % 250}.1:8080`, { url: `http://10.0.${i % 250}.2:8080`, weight: 2 }],
+        timeout: '2s',
+        retry: { perTryTimeout: '500ms', backoff: { max: '1s' } },
+      }
+    }
+    parseConfig({ services }) // warm up the JIT
+    const times = Array.from({ length: 5 }, () => {
+      const start = performance.now()
+      parseConfig({ services })
+      return performance.now() - start
+    }).sort((a, b) => a - b)
+    expect(times[2]).toBeLessThan(50)
+  })
+})
+
+describe('types', () => {
+  it('accepts the documented example and infers the resolved shape', () => {
+    expectTypeOf(example).toExtend<MeshConfig>()
+    expectTypeOf<{ services: Record<string, never> }>().toExtend<MeshConfig>()
+    // Durations are typed as strings (so configs in variables and from JSON type-check); the
+    // format is checked at parse time.
+    expectTypeOf<{ services: { a: { endpoints: ['x']; timeout: string } } }>().toExtend<MeshConfig>()
+    expectTypeOf<{ services: { a: { endpoints: ['x']; timeout: boolean } } }>().not.toExtend<MeshConfig>()
+    expectTypeOf<{ strict: true }>().not.toExtend<MeshConfig>()
+    expectTypeOf<ResolvedMeshConfig['services'][string]['retry']['attempts']>().toEqualTypeOf<number>()
+    expectTypeOf<ResolvedMeshConfig['services'][string]['timeout']>().toEqualTypeOf<number>()
+    expectTypeOf<ResolvedEndpoint>().toEqualTypeOf<{
+      url: string
+      weight: number
+      labels: Record<string, string>
+      zone: string | undefined
+    }>()
+    expectTypeOf<LoadBalancerName>().toEqualTypeOf<'least-request' | 'round-robin' | 'random'>()
+    expectTypeOf<RetryOn>().toEqualTypeOf<
+      | '5xx'
+      | 'gateway-error'
+      | 'reset'
+      | 'connect-failure'
+      | 'refused-stream'
+      | 'retriable-4xx'
+      | '429'
+      | number
+    >()
+  })
+})
+
+describe('configJsonSchema', () => {
+  const schema = configJsonSchema()
+
+  /** Every sub-schema, depth first. */
+  function* walk(node: unknown): Generator<Record<string, unknown>> {
+    if (typeof node !== 'object' || node === null) return
+    if (Array.isArray(node)) {
+      for (const item of node) yield* walk(item)
+      return
+    }
+    const record = node as Record<string, unknown>
+    yield record
+    for (const [key, value] of Object.entries(record))
+      if (key !== 'default' && key !== 'enum') yield* walk(value)
+  }
+
+  it('is draft 2020-12 with a closed root', () => {
+    expect(schema).toMatchObject({
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      type: 'object',
+      required: ['services'],
+      additionalProperties: false,
+    })
+  })
+
+  it('closes every object that lists its properties, and requires only known keys', () => {
+    const objects = [...walk(schema)].filter((node) => node['properties'] !== undefined)
+    expect(objects.length).toBeGreaterThanOrEqual(5) // root, service, endpoint, retry, backoff
+    for (const node of objects) {
+      expect(node['type']).toBe('object')
+      expect(node['additionalProperties']).toBe(false)
+      const known = Object.keys(node['properties'] as object)
+      for (const key of (node['required'] as string[] | undefined) ?? []) expect(known).toContain(key)
+    }
+  })
+
+  it('lists the choices of each literal union as an enum, with its default', () => {
+    const enums = [...walk(schema)].filter((node) => Array.isArray(node['enum'])).map((node) => node['enum'])
+    expect(enums).toContainEqual(['http', 'grpc'])
+    expect(enums).toContainEqual(['least-request', 'round-robin', 'random'])
+    expect(enums).toContainEqual(['full', 'equal', 'none'])
+    expect(enums).toContainEqual([
+      '5xx',
+      'gateway-error',
+      'reset',
+      'connect-failure',
+      'refused-stream',
+      'retriable-4xx',
+      '429',
+    ])
+  })
+
+  it('has a default for every optional key, that parseConfig accepts', () => {
+    const service = (schema['properties'] as Record<string, Record<string, unknown>>)['services']?.[
+      'additionalProperties'
+    ] as Record<string, unknown>
+    const properties = service['properties'] as Record<string, Record<string, unknown>>
+    expect(properties['timeout']?.['default']).toBe('15s')
+    expect(properties['loadBalancer']?.['default']).toBe('least-request')
+    const defaults = Object.fromEntries(
+      Object.entries(properties)
+        .filter(([key]) => key !== 'endpoints')
+        .map(([key, node]) => [key, node['default']]),
+    )
+    expect(() =>
+      parseConfig({ services: { users: { endpoints: ['http://a:1'], ...defaults } } }),
+    ).not.toThrow()
+  })
+
+  it('gives patterns that agree with the parser', () => {
+    const patterns = [...walk(schema)].flatMap((node) =>
+      typeof node['pattern'] === 'string' ? [node['pattern']] : [],
+    )
+    expect(patterns.length).toBeGreaterThanOrEqual(3) // service names, durations, endpoints
+    for (const pattern of patterns) expect(() => new RegExp(pattern, 'u')).not.toThrow()
+    const names = (schema['properties'] as Record<string, Record<string, Record<string, string>>>)[
+      'services'
+    ]?.['propertyNames']
+    expect(new RegExp(names?.['pattern'] ?? '', 'u').test('users-v2.prod')).toBe(true)
+    expect(new RegExp(names?.['pattern'] ?? '', 'u').test('Bad_Name')).toBe(false)
+  })
+
+  it('describes every property', () => {
+    const objects = [...walk(schema)].filter((node) => node['properties'] !== undefined)
+    for (const node of objects) {
+      for (const [key, property] of Object.entries(
+        node['properties'] as Record<string, Record<string, unknown>>,
+      )) {
+        expect(typeof property['description'], key).toBe('string')
+      }
+    }
+  })
+})

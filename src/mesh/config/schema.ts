@@ -1,0 +1,471 @@
+/**
+ * A tiny schema-combinator library: one definition yields the parser, the TypeScript types and
+ * the JSON Schema, so they cannot drift apart, and every message is ours.
+ *
+ * Parsing never throws: each schema pushes every problem it finds to an `issues` array, with its
+ * path (`services.users.endpoints[1].weight`), and keeps going, so a user fixes a config in one
+ * pass. A parse succeeded when it pushed no issue; its result means nothing otherwise.
+ */
+
+import type { ConfigIssue } from '../../core/errors.js'
+import { DURATION_PATTERN, type Duration, toMilliseconds } from './duration.js'
+
+/** The JSON kinds of value; a union dispatches on them to report the issues of the member meant. */
+export type JsonKind = 'string' | 'number' | 'boolean' | 'null' | 'array' | 'object'
+
+/** Reports an issue at a path relative to the value checked: `issue('too long', 'base')`. */
+export type Report = (message: string, ...at: readonly (string | number)[]) => void
+
+/**
+ * Parses `unknown` into `Out`, collecting issues; `In` is what users may write. `Opt` says whether
+ * an {@link object} key holding this schema may be left out (see {@link optional}).
+ */
+export interface Schema<In, Out, Opt extends boolean = false> {
+  /** Carries the types for {@link Input} and {@link Output}; never present at runtime. */
+  readonly '~types'?: { readonly input: In; readonly output: Out }
+  /** Whether an object key holding this schema may be absent. */
+  readonly isOptional: Opt
+  /** What is expected, as a noun phrase for messages: `a positive integer`. */
+  readonly expected: string
+  /** The kinds of JSON value this schema may accept. */
+  readonly kinds: readonly JsonKind[]
+  /** Parses `value` found at `path`, pushing each problem to `issues`. */
+  parse(value: unknown, path: string, issues: ConfigIssue[]): Out | undefined
+  /** The value of an absent key at `path`: the default, `undefined`, or a `required` issue. */
+  missing(path: string, issues: ConfigIssue[]): Out | undefined
+  /** This schema as JSON Schema (draft 2020-12), for editors. */
+  jsonSchema(): Record<string, unknown>
+  /** The same schema with a description for its JSON Schema. */
+  describe(text: string): Schema<In, Out, Opt>
+}
+
+/** Any schema; the constraint of the type helpers. */
+export type AnySchema = Schema<unknown, unknown, boolean>
+/** What users may write for `S`. */
+export type Input<S extends AnySchema> = NonNullable<S['~types']>['input']
+/** What parsing `S` gives: defaults applied, conversions done. */
+export type Output<S extends AnySchema> = NonNullable<S['~types']>['output']
+
+type Shape = Record<string, AnySchema>
+type Simplify<T> = { [K in keyof T]: T[K] } & {}
+type OptionalKey<S extends Shape> = { [K in keyof S]: S[K]['isOptional'] extends true ? K : never }[keyof S]
+/** The input of {@link object}: keys holding an {@link optional} schema may be left out. */
+export type ObjectInput<S extends Shape> = Simplify<
+  { [K in keyof S as K extends OptionalKey<S> ? never : K]: Input<S[K]> } & {
+    [K in keyof S as K extends OptionalKey<S> ? K : never]?: Input<S[K]>
+  }
+>
+/** The output of {@link object}: every key present. */
+export type ObjectOutput<S extends Shape> = Simplify<{ [K in keyof S]: Output<S[K]> }>
+
+interface Definition<Out> {
+  readonly expected: string
+  readonly kinds: readonly JsonKind[]
+  parse(value: unknown, path: string, issues: ConfigIssue[]): Out | undefined
+  missing?(path: string, issues: ConfigIssue[]): Out | undefined
+  json(): Record<string, unknown>
+}
+
+function required(path: string, issues: ConfigIssue[]): undefined {
+  issues.push({ path, message: 'required' })
+  return undefined
+}
+
+/** The one constructor of schemas; every builder below is a {@link Definition}. */
+function build<In, Out, Opt extends boolean>(
+  def: Definition<Out>,
+  isOptional: Opt,
+  description?: string,
+): Schema<In, Out, Opt> {
+  return {
+    isOptional,
+    expected: def.expected,
+    kinds: def.kinds,
+    parse: def.parse,
+    missing: def.missing ?? required,
+    // `description` comes first for readers and wins over an inner one.
+    jsonSchema: () =>
+      description === undefined ? def.json() : Object.assign({ description }, def.json(), { description }),
+    describe: (text) => build<In, Out, Opt>(def, isOptional, text),
+  }
+}
+
+/** A schema whose key is required. */
+function define<In, Out>(def: Definition<Out>): Schema<In, Out> {
+  return build(def, false)
+}
+
+/** The kind of a value, as JSON sees it; `undefined`, functions and the like are none. */
+function kindOf(value: unknown): JsonKind | undefined {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'array'
+  const type = typeof value
+  return type === 'string' || type === 'number' || type === 'boolean' || type === 'object' ? type : undefined
+}
+
+/** A value as messages show it: JSON for primitives, the kind for the rest, at most 40 characters. */
+export function formatValue(value: unknown): string {
+  const kind = kindOf(value)
+  if (kind === 'array' || kind === 'object' || kind === 'null') return kind
+  const text = typeof value === 'string' ? JSON.stringify(value) : String(value)
+  if (text.length <= 40) return text
+  return typeof value === 'string' ? `${text.slice(0, 38)}…"` : `${text.slice(0, 39)}…`
+}
+
+/** The path of `key` inside `path`: `a.b`, `a[0]`, or `a["x.y"]` when a key would be ambiguous. */
+export function childPath(path: string, key: string | number): string {
+  if (typeof key === 'number') return `${path}[${key}]`
+  if (!/^[^\s.[\]"]+$/.test(key)) return `${path}[${JSON.stringify(key)}]`
+  return path === '' ? key : `${path}.${key}`
+}
+
+function fail(issues: ConfigIssue[], path: string, expected: string, value: unknown): undefined {
+  issues.push({ path, message: `expected ${expected}, got ${formatValue(value)}` })
+  return undefined
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return kindOf(value) === 'object'
+}
+
+function oneOf(phrases: readonly string[]): string {
+  return phrases.length <= 1 ? phrases.join('') : `${phrases.slice(0, -1).join(', ')} or ${phrases.at(-1)}`
+}
+
+/** Optimal string alignment distance: edits, with a swap of neighbours counting as one. */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => i || j),
+  )
+  const at = (i: number, j: number): number => rows[i]?.[j] ?? Number.POSITIVE_INFINITY
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        best = Math.min(best, at(i - 2, j - 2) + 1)
+      const row = rows[i]
+      if (row) row[j] = best
+    }
+  }
+  return at(a.length, b.length)
+}
+
+function unknownKey(key: string, known: readonly string[]): string {
+  let closest: string | undefined
+  let closestDistance = 3 // suggest only within two edits
+  for (const candidate of known) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase())
+    if (distance < closestDistance && distance < key.length) {
+      closest = candidate
+      closestDistance = distance
+    }
+  }
+  const hint = closest === undefined ? '' : ` (did you mean ${JSON.stringify(closest)}?)`
+  return `unknown key ${JSON.stringify(key)}${hint}`
+}
+
+/** An object with exactly the keys of `shape`; any other key is an issue, with a suggestion. */
+export function object<S extends Shape>(shape: S): Schema<ObjectInput<S>, ObjectOutput<S>> {
+  const fields = Object.entries(shape)
+  const keys = fields.map(([key]) => key)
+  const position = new Map(keys.map((key, i) => [key, i]))
+  return define({
+    expected: 'an object',
+    kinds: ['object'],
+    parse(value, path, issues) {
+      if (!isRecord(value)) return fail(issues, path, 'an object', value)
+      const before = issues.length
+      const given: unknown[] = []
+      // Walk the input's keys so issues come in document order.
+      for (const key of Object.keys(value)) {
+        const i = position.get(key)
+        const field = i === undefined ? undefined : fields[i]
+        if (i === undefined || field === undefined) issues.push({ path, message: unknownKey(key, keys) })
+        else if (value[key] !== undefined) given[i] = field[1].parse(value[key], childPath(path, key), issues)
+      }
+      const out: Record<string, unknown> = {}
+      fields.forEach(([key, field], i) => {
+        out[key] = i in given ? given[i] : field.missing(childPath(path, key), issues)
+      })
+      return issues.length > before ? undefined : (out as ObjectOutput<S>)
+    },
+    json: () => {
+      const properties = Object.fromEntries(fields.map(([key, field]) => [key, field.jsonSchema()]))
+      const requiredKeys = fields.filter(([, field]) => !field.isOptional).map(([key]) => key)
+      return {
+        type: 'object',
+        properties,
+        ...(requiredKeys.length > 0 ? { required: requiredKeys } : {}),
+        additionalProperties: false,
+      }
+    },
+  })
+}
+
+/** An object with any string keys, each value matching `value`, each key matching `options.key`. */
+export function record<In, Out>(
+  value: Schema<In, Out, boolean>,
+  options: { readonly key?: Schema<string, string, boolean> } = {},
+): Schema<Record<string, In>, Record<string, Out>> {
+  const { key: keySchema } = options
+  return define({
+    expected: 'an object',
+    kinds: ['object'],
+    parse(input, path, issues) {
+      if (!isRecord(input)) return fail(issues, path, 'an object', input)
+      const before = issues.length
+      const entries: [string, Out | undefined][] = []
+      for (const key of Object.keys(input)) {
+        const at = childPath(path, key)
+        keySchema?.parse(key, at, issues)
+        entries.push([key, value.parse(input[key], at, issues)])
+      }
+      // fromEntries, unlike assignment, keeps a "__proto__" key as data.
+      return issues.length > before ? undefined : (Object.fromEntries(entries) as Record<string, Out>)
+    },
+    json: () => ({
+      type: 'object',
+      ...(keySchema ? { propertyNames: keySchema.jsonSchema() } : {}),
+      additionalProperties: value.jsonSchema(),
+    }),
+  })
+}
+
+/** An array of `item`, with at least `min` items (default 0), none sharing the key `uniqueBy` gives. */
+export function array<In, Out>(
+  item: Schema<In, Out, boolean>,
+  options: { readonly min?: number; readonly uniqueBy?: (item: Out) => string } = {},
+): Schema<readonly In[], Out[]> {
+  const { min = 0, uniqueBy } = options
+  return define({
+    expected: 'an array',
+    kinds: ['array'],
+    parse(value, path, issues) {
+      if (!Array.isArray(value)) return fail(issues, path, 'an array', value)
+      const before = issues.length
+      if (value.length < min) {
+        issues.push({
+          path,
+          message: `expected at least ${min} item${min === 1 ? '' : 's'}, got ${value.length}`,
+        })
+      }
+      const firstIndex = new Map<string, number>()
+      const out = value.map((element: unknown, i) => {
+        const at = childPath(path, i)
+        const count = issues.length
+        const parsed = item.parse(element, at, issues)
+        // Only items that parsed are compared, so one bad item does not hide a duplicate.
+        if (uniqueBy && issues.length === count) {
+          const key = uniqueBy(parsed as Out)
+          const first = firstIndex.get(key)
+          if (first === undefined) firstIndex.set(key, i)
+          else issues.push({ path: at, message: `duplicate ${formatValue(key)} (same as [${first}])` })
+        }
+        return parsed
+      })
+      return issues.length > before ? undefined : (out as Out[])
+    },
+    json: () => ({ type: 'array', items: item.jsonSchema(), ...(min > 0 ? { minItems: min } : {}) }),
+  })
+}
+
+/** One of the given strings. */
+export function literalUnion<const T extends readonly string[]>(values: T): Schema<T[number], T[number]> {
+  const expected = `one of ${values.map((v) => JSON.stringify(v)).join(', ')}`
+  return define({
+    expected,
+    kinds: ['string'],
+    parse: (value, path, issues) =>
+      values.includes(value as string) ? (value as T[number]) : fail(issues, path, expected, value),
+    json: () => ({ type: 'string', enum: [...values] }),
+  })
+}
+
+/** Bounds of a number, both inclusive. */
+export interface NumberOptions {
+  readonly min?: number
+  readonly max?: number
+}
+
+function numeric(integer: boolean, { min, max }: NumberOptions): Schema<number, number> {
+  const noun = integer ? 'integer' : 'number'
+  const article = integer ? 'an' : 'a'
+  const ranged = min !== undefined && max !== undefined && min !== 0 && !(integer && min === 1)
+  // 'a positive integer' when the lower bound is broken, 'a positive integer <= 10' for the upper.
+  const lower = ranged
+    ? `${article} ${noun} from ${min} to ${max}`
+    : min === undefined
+      ? `${article} ${noun}`
+      : min === 0
+        ? `a non-negative ${noun}`
+        : integer && min === 1
+          ? 'a positive integer'
+          : `${article} ${noun} >= ${min}`
+  const upper = ranged || max === undefined ? lower : `${lower} <= ${max}`
+  return define({
+    expected: upper,
+    kinds: ['number'],
+    parse(value, path, issues) {
+      if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
+        return fail(issues, path, lower, value)
+      }
+      if (min !== undefined && value < min) return fail(issues, path, lower, value)
+      if (max !== undefined && value > max) return fail(issues, path, upper, value)
+      return value
+    },
+    json: () => ({
+      type: noun,
+      ...(min === undefined ? {} : { minimum: min }),
+      ...(max === undefined ? {} : { maximum: max }),
+    }),
+  })
+}
+
+/** A whole number within the bounds. */
+export function integer(options: NumberOptions = {}): Schema<number, number> {
+  return numeric(true, options)
+}
+
+/** A finite number within the bounds. */
+export function number(options: NumberOptions = {}): Schema<number, number> {
+  return numeric(false, options)
+}
+
+/** A string, matching `pattern` when given (no flags: the pattern is also the JSON Schema's). */
+export function string(
+  options: { readonly pattern?: RegExp; readonly expected?: string } = {},
+): Schema<string, string> {
+  const { pattern, expected = 'a string' } = options
+  return define({
+    expected,
+    kinds: ['string'],
+    parse: (value, path, issues) =>
+      typeof value === 'string' && (pattern === undefined || pattern.test(value))
+        ? value
+        : fail(issues, path, expected, value),
+    json: () => ({ type: 'string', ...(pattern ? { pattern: pattern.source } : {}) }),
+  })
+}
+
+/** `true` or `false`. */
+export function boolean(): Schema<boolean, boolean> {
+  return define({
+    expected: 'a boolean',
+    kinds: ['boolean'],
+    parse: (value, path, issues) =>
+      typeof value === 'boolean' ? value : fail(issues, path, 'a boolean', value),
+    json: () => ({ type: 'boolean' }),
+  })
+}
+
+const DURATION_EXPECTED = 'a duration (ms number or string like "250ms", "2s")'
+
+/** A {@link Duration}, converted to milliseconds. */
+export function duration(): Schema<Duration, number> {
+  return define({
+    expected: DURATION_EXPECTED,
+    kinds: ['number', 'string'],
+    parse(value, path, issues) {
+      const ms = typeof value === 'number' || typeof value === 'string' ? toMilliseconds(value) : undefined
+      return ms ?? fail(issues, path, DURATION_EXPECTED, value)
+    },
+    json: () => ({
+      anyOf: [
+        { type: 'number', minimum: 0 },
+        { type: 'string', pattern: DURATION_PATTERN.source },
+      ],
+    }),
+  })
+}
+
+/** `schema`, whose key may be left out: then `fallback`, parsed like a written value, or `undefined`. */
+export function optional<In, Out>(schema: Schema<In, Out, boolean>): Schema<In, Out | undefined, true>
+export function optional<In, Out>(
+  schema: Schema<In, Out, boolean>,
+  fallback: NoInfer<In>,
+): Schema<In, Out, true>
+export function optional<In, Out>(
+  schema: Schema<In, Out, boolean>,
+  ...fallback: [In?]
+): Schema<In, Out, true> {
+  const hasFallback = fallback.length > 0
+  const [value] = fallback
+  if (hasFallback) {
+    const issues: ConfigIssue[] = []
+    schema.parse(value, '', issues)
+    if (issues.length > 0) throw new TypeError(`invalid default ${formatValue(value)}: ${issues[0]?.message}`)
+  }
+  return build<In, Out, true>(
+    {
+      expected: schema.expected,
+      kinds: schema.kinds,
+      parse: schema.parse,
+      // Parsed afresh each time, so no two configs share a default object.
+      missing: (path, issues) => (hasFallback ? schema.parse(value, path, issues) : undefined),
+      json: () => (hasFallback ? { ...schema.jsonSchema(), default: value } : schema.jsonSchema()),
+    },
+    true,
+  )
+}
+
+/**
+ * Any of `members`. The members accepting the value's JSON kind are tried in order; when only one
+ * does, its own issues are reported (so `endpoints[0].weight` is named, not the whole union).
+ */
+export function union<M extends readonly AnySchema[]>(
+  ...members: M
+): Schema<Input<M[number]>, Output<M[number]>> {
+  const expected = oneOf(members.map((m) => m.expected))
+  return define({
+    expected,
+    kinds: [...new Set(members.flatMap((m) => m.kinds))],
+    parse(value, path, issues) {
+      const kind = kindOf(value)
+      const candidates = members.filter((m) => kind !== undefined && m.kinds.includes(kind))
+      const [only] = candidates
+      if (candidates.length === 1 && only) return only.parse(value, path, issues)
+      for (const member of candidates) {
+        const scratch: ConfigIssue[] = []
+        const out = member.parse(value, path, scratch)
+        if (scratch.length === 0) return out
+      }
+      return fail(issues, path, expected, value)
+    },
+    json: () => ({ anyOf: members.map((m) => m.jsonSchema()) }),
+  })
+}
+
+/**
+ * `schema`, then `fn` on its successful result: to check rules across fields (report with
+ * `issue`, at a path relative to the value) or to convert the value. Its result is the output.
+ */
+export function transform<In, Out, Opt extends boolean, Next>(
+  schema: Schema<In, Out, Opt>,
+  fn: (value: Out, issue: Report) => Next,
+): Schema<In, Next, Opt> {
+  const then = (
+    run: (path: string, issues: ConfigIssue[]) => Out | undefined,
+    path: string,
+    issues: ConfigIssue[],
+  ): Next | undefined => {
+    const before = issues.length
+    const out = run(path, issues)
+    if (issues.length > before) return undefined
+    const issue: Report = (message, ...at) => {
+      issues.push({ path: at.reduce<string>(childPath, path), message })
+    }
+    const next = fn(out as Out, issue)
+    return issues.length > before ? undefined : next
+  }
+  return build<In, Next, Opt>(
+    {
+      expected: schema.expected,
+      kinds: schema.kinds,
+      parse: (value, path, issues) => then((at, into) => schema.parse(value, at, into), path, issues),
+      missing: (path, issues) => then(schema.missing, path, issues),
+      json: () => schema.jsonSchema(),
+    },
+    schema.isOptional,
+  )
+}

@@ -1,0 +1,128 @@
+import { describe, expect, expectTypeOf, it } from 'vitest'
+import type { HttpRequest } from '../adapters/fetch/request.js'
+import type { Context } from '../core/context.js'
+import { ConfigInvalidError, MeshError } from '../core/errors.js'
+import { seededRandom } from '../core/random.js'
+import { ENDPOINT } from '../stages/balancer/endpoint.js'
+import { ManualClock } from '../testing/manual-clock.js'
+import { createMesh } from './mesh.js'
+import { meshOf, withMesh } from './with-mesh.js'
+
+const services = {
+  users: { endpoints: ['http://10.0.0.1:8080', 'http://10.0.0.2:8080'], timeout: '2s' },
+}
+
+/** A transport on virtual time: answers per `script(endpoint, attempt)`, `undefined` = never. */
+function virtualTransport(script: (address: string, ctx: Context) => number | undefined) {
+  const calls: Array<{ address: string; at: number; path: string }> = []
+  const cancelled: number[] = []
+  const transport = (req: HttpRequest, ctx: Context) => {
+    const address = ctx.get(ENDPOINT)!.address
+    calls.push({ address, at: ctx.clock.now(), path: req.path })
+    const status = script(address, ctx)
+    return new Promise<Response>((resolve, reject) => {
+      ctx.cancel.onAbort((reason) => {
+        cancelled.push(ctx.clock.now())
+        reject(reason)
+      })
+      if (status !== undefined) ctx.clock.setTimer(() => resolve(new Response(`${address}`, { status })), 10)
+    })
+  }
+  return { transport, calls, cancelled }
+}
+
+describe('mesh on the manual clock', () => {
+  it('rejects a stalled upstream with TIMEOUT at the deadline and cancels the attempt', async () => {
+    const clock = new ManualClock()
+    const { transport, cancelled } = virtualTransport(() => undefined)
+    const mesh = createMesh({ services }, { clock, random: seededRandom(1), httpTransport: transport })
+    const f = withMesh(fetch, mesh)
+    const settled = f('http://users/api/1').catch((e: unknown) => e)
+    await clock.advance(1999)
+    expect(cancelled).toEqual([])
+    await clock.advance(1)
+    const error = await settled
+    expect(error).toBeInstanceOf(MeshError)
+    expect(error).toMatchObject({ code: 'TIMEOUT', scope: 'call', service: 'users' })
+    expect(cancelled).toEqual([2000])
+    expect(clock.pendingTimers).toBe(0)
+    await mesh.close()
+  })
+
+  it('retries a 503 onto the other endpoint after a jittered backoff within the deadline', async () => {
+    const clock = new ManualClock()
+    const { transport, calls } = virtualTransport((address) => (address.includes('10.0.0.1') ? 503 : 200))
+    const mesh = createMesh(
+      { services: { users: { ...services.users, loadBalancer: 'round-robin' } } },
+      { clock, random: seededRandom(1), httpTransport: transport },
+    )
+    const f = withMesh(fetch, mesh)
+    const p = f('http://users/api/1?x=2')
+    await clock.advance(500)
+    const res = await p
+    expect(res.status).toBe(200)
+    expect(await res.text()).toBe('http://10.0.0.2:8080')
+    expect(calls.map((c) => c.address)).toEqual(['http://10.0.0.1:8080', 'http://10.0.0.2:8080'])
+    expect(calls[0]!.path).toBe('/api/1?x=2')
+    expect(calls[1]!.at).toBeGreaterThanOrEqual(10)
+    expect(calls[1]!.at).toBeLessThan(10 + 25)
+    await mesh.close()
+  })
+
+  it('keeps the old configuration when an update is invalid, listing every problem', async () => {
+    const mesh = createMesh({ services })
+    const before = mesh.config
+    let error: unknown
+    try {
+      mesh.update({
+        services: { users: { endpoints: [], retry: { attempts: -1 }, timeout: 'fast' } },
+      } as never)
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(ConfigInvalidError)
+    const paths = (error as ConfigInvalidError).issues.map((i) => i.path)
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'services.users.endpoints',
+        'services.users.retry.attempts',
+        'services.users.timeout',
+      ]),
+    )
+    expect(mesh.config).toBe(before)
+    await mesh.close()
+  })
+
+  it('in-flight calls finish on the configuration they started with', async () => {
+    const clock = new ManualClock()
+    const { transport, calls } = virtualTransport(() => 200)
+    const mesh = createMesh({ services }, { clock, random: seededRandom(1), httpTransport: transport })
+    const f = withMesh(fetch, mesh)
+    const first = f('http://users/a')
+    mesh.update({ services: { users: { endpoints: ['http://10.0.0.9:8080'] } } })
+    const second = f('http://users/b')
+    await clock.advance(20)
+    await Promise.all([first, second])
+    expect(calls[0]!.address).not.toBe('http://10.0.0.9:8080')
+    expect(calls[1]!.address).toBe('http://10.0.0.9:8080')
+    await mesh.close()
+  })
+
+  it('withMesh(fetch, config) creates the mesh, reachable with meshOf', async () => {
+    const f = withMesh(fetch, { services })
+    const mesh = meshOf(f)
+    expect(mesh?.config.services.users?.endpoints).toHaveLength(2)
+    await mesh?.close()
+  })
+
+  it('keeps fetch’s exact type', () => {
+    const f = withMesh(fetch, { services })
+    expectTypeOf(f).toEqualTypeOf<typeof fetch>()
+    expectTypeOf(f).parameter(0).toEqualTypeOf<Parameters<typeof fetch>[0]>()
+    expectTypeOf(f).returns.toEqualTypeOf<Promise<Response>>()
+  })
+
+  it('rejects a non-function with a clear TypeError', () => {
+    expect(() => withMesh(42 as never, { services })).toThrow(/expected a fetch function, got number/)
+  })
+})

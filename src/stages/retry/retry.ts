@@ -1,0 +1,90 @@
+/**
+ * The retry loop: sends the request again while the classifier calls the outcome `retryable`,
+ * attempts remain, the body can be replayed and the wait fits before the deadline. The stage
+ * runs the loop; what to retry is decided by the classifier (one for every stage), how long to
+ * wait by the {@link Backoff} or the server's pushback (`Retry-After`), as tower separates
+ * `Retry` from `Policy`.
+ *
+ * It sits outside the balancer, so a retry can land on another endpoint, and outside the attempt
+ * timeout, so each try gets its own limit. A retry that could only start after the deadline is
+ * not made: the last outcome goes back at once (Envoy and Finagle do the same).
+ */
+import { ATTEMPTED } from '../../core/attempts.js'
+import type { Events } from '../../core/events.js'
+import type { Handler, Middleware } from '../../core/handler.js'
+import type { Classifier, Outcome, Protocol } from '../../core/outcome.js'
+import { type Backoff, exponentialBackoff } from './backoff.js'
+
+/** Options of {@link retry}. */
+export interface RetryOptions<Req, Res> {
+  /** Total tries, the first one included. Default `3`. */
+  readonly attempts?: number
+  /** Delays between tries. Default exponential, base 25 ms, max 1 s, full jitter. */
+  readonly backoff?: Backoff
+  /** Judges each attempt; only `retryable` outcomes are retried. */
+  readonly classify: Classifier<Req, Res>
+  /** Replayability, pushback and discarding of the protocol. */
+  readonly protocol: Protocol<Req, Res>
+  /** Named in events. */
+  readonly service?: string
+  /** Where `retry` events go. */
+  readonly events?: Events
+}
+
+/** Retries retryable outcomes; see the module comment. */
+export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req, Res> {
+  const attempts = options.attempts ?? 3
+  const initial = options.backoff ?? exponentialBackoff()
+  const { classify, protocol, events } = options
+  const service = options.service ?? ''
+  if (attempts <= 1) return (next) => next
+  return (next: Handler<Req, Res>) =>
+    async function retryStage(req, ctx) {
+      let backoff = initial
+      let attempt = 0
+      let attemptCtx = ctx.with(ATTEMPTED, [])
+      for (;;) {
+        let outcome: Outcome<Res>
+        try {
+          outcome = { ok: true, value: await next(req, attemptCtx) }
+        } catch (error) {
+          outcome = { ok: false, error }
+        }
+        attempt++
+        if (
+          attempt >= attempts ||
+          ctx.cancel.aborted ||
+          classify(req, outcome) !== 'retryable' ||
+          !protocol.canReplay(req)
+        ) {
+          return settle(outcome)
+        }
+        const pushback = protocol.pushback(outcome, ctx.clock)
+        if (pushback !== undefined && pushback < 0) return settle(outcome)
+        let delay: number
+        if (pushback === undefined) {
+          backoff = backoff.next(ctx.random)
+          delay = backoff.duration
+        } else {
+          delay = pushback
+        }
+        if (ctx.clock.now() + delay >= ctx.deadline) return settle(outcome)
+        if (outcome.ok) protocol.discard(outcome.value)
+        if (events?.has('retry')) {
+          events.emit('retry', {
+            service,
+            attempt,
+            delay,
+            reason: outcome.ok ? outcome.value : outcome.error,
+          })
+        }
+        if (delay > 0) await ctx.clock.sleep(delay, ctx.cancel)
+        attemptCtx = attemptCtx.withAttempt(attempt)
+      }
+    }
+}
+
+function settle<Res>(outcome: Outcome<Res>): Res {
+  if (outcome.ok) return outcome.value
+  throw outcome.error
+}

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest'
+import type { Context } from '../../core/context.js'
+import { TimeoutError } from '../../core/errors.js'
+import { chain } from '../../core/handler.js'
+import { deadline } from '../deadline/deadline.js'
+import { fixture } from '../test-kit.js'
+import { timeout } from './timeout.js'
+
+/** A transport that never answers but records when it is cancelled. */
+function stalled() {
+  const cancelledAt: number[] = []
+  const handler = (_req: unknown, ctx: Context) =>
+    new Promise<never>((_, reject) => {
+      ctx.cancel.onAbort((reason) => {
+        cancelledAt.push(ctx.clock.now())
+        reject(reason)
+      })
+    })
+  return { handler, cancelledAt }
+}
+
+describe('timeout and deadline', () => {
+  it('rejects a stalled call with TIMEOUT (scope call) at the deadline and cancels the attempt', async () => {
+    const { clock, ctx } = fixture()
+    const { handler, cancelledAt } = stalled()
+    const h = chain([deadline({ timeout: 2000 }), timeout({ service: 'users' })], handler)
+    const p = h({}, ctx)
+    const settled = p.catch((e: unknown) => e)
+    await clock.advance(1999)
+    expect(cancelledAt).toEqual([])
+    await clock.advance(1)
+    const error = await settled
+    expect(error).toBeInstanceOf(TimeoutError)
+    expect(error).toMatchObject({ code: 'TIMEOUT', scope: 'call', service: 'users' })
+    expect(cancelledAt).toEqual([2000])
+    expect(clock.pendingTimers).toBe(0)
+  })
+
+  it('uses the per-try limit when it is earlier than the deadline (scope attempt)', async () => {
+    const { clock, ctx } = fixture()
+    const { handler } = stalled()
+    const h = chain([deadline({ timeout: 2000 }), timeout({ perTryTimeout: 300 })], handler)
+    const settled = h({}, ctx).catch((e: unknown) => e)
+    await clock.advance(300)
+    expect(await settled).toMatchObject({ code: 'TIMEOUT', scope: 'attempt', timeout: 300 })
+  })
+
+  it('cuts the per-try limit to what is left of the deadline', async () => {
+    const { clock, ctx } = fixture()
+    const { handler } = stalled()
+    const h = chain([timeout({ perTryTimeout: 300 })], handler)
+    const settled = h({}, ctx.withDeadline(120)).catch((e: unknown) => e)
+    await clock.advance(120)
+    expect(await settled).toMatchObject({ code: 'TIMEOUT', scope: 'call' })
+  })
+
+  it('never starts an attempt past the deadline', async () => {
+    const { clock, ctx } = fixture()
+    let started = false
+    const h = chain([timeout({})], async () => {
+      started = true
+      return 1
+    })
+    await clock.advance(50)
+    await expect(h({}, ctx.withDeadline(50))).rejects.toMatchObject({ code: 'TIMEOUT' })
+    expect(started).toBe(false)
+  })
+
+  it('clears its timer and releases its cancellation when the attempt answers in time', async () => {
+    const { clock, ctx, cancel } = fixture()
+    const h = chain([deadline({ timeout: 1000 }), timeout({})], async () => 'ok')
+    expect(await h({}, ctx)).toBe('ok')
+    expect(clock.pendingTimers).toBe(0)
+    expect(cancel.listenerCount).toBe(0)
+  })
+
+  it('arms no timer when there is neither deadline nor per-try limit', async () => {
+    const { clock, ctx } = fixture()
+    let pendingDuringCall = -1
+    const h = chain([deadline({ timeout: 0 }), timeout({})], async () => {
+      pendingDuringCall = clock.pendingTimers
+      return 1
+    })
+    await h({}, ctx)
+    expect(pendingDuringCall).toBe(0)
+  })
+
+  it('keeps an earlier outer deadline', async () => {
+    const { ctx } = fixture()
+    let seen = 0
+    const h = chain([deadline({ timeout: 5000 })], async (_r: unknown, c: Context) => {
+      seen = c.deadline
+      return 1
+    })
+    await h({}, ctx.withDeadline(100))
+    expect(seen).toBe(100)
+  })
+})

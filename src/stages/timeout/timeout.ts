@@ -1,0 +1,74 @@
+/**
+ * The attempt timeout: arms the single timer an attempt needs, at the earlier of the call's
+ * deadline and the per-try limit, and on expiry rejects at once and cancels the attempt (the
+ * transport sees its cancellation and closes the request). It sits inside retry (Envoy's
+ * `per_try_timeout`), so each try has its own limit while the deadline caps the total.
+ */
+import { TimeoutError } from '../../core/errors.js'
+import type { Events } from '../../core/events.js'
+import type { Middleware } from '../../core/handler.js'
+
+/** Options of {@link timeout}. */
+export interface TimeoutOptions {
+  /** Milliseconds per attempt. `0` or `Infinity`: only the call's deadline applies. Default `0`. */
+  readonly perTryTimeout?: number
+  /** Named in errors and events. */
+  readonly service?: string
+  /** Where `timeout` events go. */
+  readonly events?: Events
+}
+
+/**
+ * Fails an attempt with {@link TimeoutError} when it outlives its limit: scope `'call'` when the
+ * limit was the call's deadline, `'attempt'` when it was `perTryTimeout`.
+ */
+export function timeout<Req, Res>(options: TimeoutOptions = {}): Middleware<Req, Res> {
+  const perTry =
+    options.perTryTimeout && options.perTryTimeout > 0 ? options.perTryTimeout : Number.POSITIVE_INFINITY
+  const { service, events } = options
+  return (next) =>
+    function timeoutStage(req, ctx) {
+      if (perTry === Number.POSITIVE_INFINITY && ctx.deadline === Number.POSITIVE_INFINITY)
+        return next(req, ctx)
+      const now = ctx.clock.now()
+      const attemptLimit = now + perTry
+      const callBound = ctx.deadline <= attemptLimit
+      const limit = callBound ? ctx.deadline : attemptLimit
+      if (limit <= now) {
+        // The deadline passed before this attempt could start (a retry or a queue used it up).
+        return Promise.reject(new TimeoutError('call', 0, { service }))
+      }
+      const cancel = ctx.cancel.child()
+      return new Promise<Res>((resolve, reject) => {
+        let done = false
+        const timer = ctx.clock.setTimer(() => {
+          if (done) return
+          done = true
+          cancel.release()
+          const error = new TimeoutError(callBound ? 'call' : 'attempt', callBound ? limit - now : perTry, {
+            service,
+          })
+          if (events?.has('timeout'))
+            events.emit('timeout', { service: service ?? '', scope: error.scope, timeout: error.timeout })
+          cancel.abort(error)
+          reject(error)
+        }, limit - now)
+        next(req, ctx.withCancel(cancel)).then(
+          (value) => {
+            if (done) return
+            done = true
+            ctx.clock.clearTimer(timer)
+            cancel.release()
+            resolve(value)
+          },
+          (error: unknown) => {
+            if (done) return
+            done = true
+            ctx.clock.clearTimer(timer)
+            cancel.release()
+            reject(error)
+          },
+        )
+      })
+    }
+}
