@@ -14,11 +14,11 @@ interface Run {
   readonly stderr: string
 }
 
-function runExample(file: string, env: Record<string, string> = {}): Promise<Run> {
+function runExample(file: string, env: Record<string, string> = {}, flags: string[] = []): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', file],
+      ['--import', 'tsx', ...flags, file],
       { cwd: root, env: { ...process.env, ...env }, timeout: 55_000 },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null
@@ -50,5 +50,19 @@ describe('examples', () => {
     expect(summary).toMatch(/^bare fetch\s+\d+\s+[\d.]+%/m)
     expect(summary).toMatch(/^meshlet\s+\d+\s+[\d.]+%/m)
     expect(summary).toContain('Why the mesh wins')
+  }, 60_000)
+
+  it('the node:test example of the testing kit passes under node --test', async () => {
+    const run = await runExample('examples/testing/resilience.node-test.ts', {}, ['--test'])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/# pass [1-9]/)
+    expect(run.stdout).toMatch(/# fail 0/)
+  }, 60_000)
+
+  it('the slow-backend simulation prints a report per strategy', async () => {
+    const run = await runExample('examples/simulations/slow-backend.ts')
+    expect(run.code).toBe(0)
+    for (const lb of ['round-robin', 'random', 'least-request']) expect(run.stdout).toContain(`== ${lb}`)
+    expect(run.stdout).toMatch(/calls 60000, success 9\d\.\d\d%/)
   }, 60_000)
 })

@@ -23,8 +23,29 @@ export interface BalancerOptions {
 const REPICKS = 3
 
 /**
- * Routes each attempt to one endpoint chosen by `strategy`. On a retry it picks again, up to
- * three times, when the pick is an endpoint this call already tried and others exist.
+ * For a retry whose pick was already tried by this call: pick again up to {@link REPICKS} times
+ * with the strategy (keeping its judgement of load), then, if every pick was a tried endpoint,
+ * take one of the untried endpoints at random. When all were tried, the first pick stands.
+ */
+function avoidTried(
+  first: Endpoint,
+  endpoints: readonly Endpoint[],
+  tried: readonly unknown[],
+  strategy: Strategy,
+  ctx: Context,
+): Endpoint {
+  for (let i = 0; i < REPICKS; i++) {
+    const e = strategy.pick(endpoints, ctx.random)
+    if (e !== undefined && !tried.includes(e)) return e
+  }
+  const untried = endpoints.filter((e) => !tried.includes(e))
+  if (untried.length === 0) return first
+  return untried[Math.floor(ctx.random.next() * untried.length)]!
+}
+
+/**
+ * Routes each attempt to one endpoint chosen by `strategy`. A retry avoids the endpoints this call
+ * already tried while untried ones exist (Envoy's `previous_hosts` predicate).
  */
 export function balancer<Req, Res>(options: BalancerOptions): Middleware<Req, Res> {
   const { endpoints, strategy, service } = options
@@ -34,11 +55,8 @@ export function balancer<Req, Res>(options: BalancerOptions): Middleware<Req, Re
       if (endpoint === undefined) return Promise.reject(new NoHealthyEndpointError(service))
       const tried = ctx.get(ATTEMPTED)
       if (tried !== undefined) {
-        if (tried.length > 0 && tried.length < endpoints.length) {
-          for (let i = 0; i < REPICKS && tried.includes(endpoint); i++) {
-            endpoint = strategy.pick(endpoints, ctx.random) ?? endpoint
-          }
-        }
+        if (tried.length > 0 && tried.includes(endpoint))
+          endpoint = avoidTried(endpoint, endpoints, tried, strategy, ctx)
         tried.push(endpoint)
       }
       endpoint.pending++

@@ -1,0 +1,63 @@
+/**
+ * Latency distributions for simulated endpoints. Each spec compiles to a sampler that draws
+ * from the injected `Random`, so a seeded simulation draws the same latencies every run.
+ */
+import type { Random } from '../core/random.js'
+
+/**
+ * How long a simulated endpoint takes to answer, in ms:
+ * - a number: always that long;
+ * - `{ uniform: [min, max] }`;
+ * - `{ normal: { mean, stdev } }` (clipped at 0);
+ * - `{ logNormal: { median, p99 } }`: the usual shape of service latency, a long right tail;
+ * - `{ samples: [...] }`: drawn uniformly from measured values.
+ */
+export type LatencySpec =
+  | number
+  | { readonly uniform: readonly [number, number] }
+  | { readonly normal: { readonly mean: number; readonly stdev: number } }
+  | { readonly logNormal: { readonly median: number; readonly p99: number } }
+  | { readonly samples: readonly number[] }
+
+/** Draws one latency in ms. */
+export type LatencySampler = (random: Random) => number
+
+const Z99 = 2.3263478740408408
+
+/** A standard normal draw (Box-Muller, one value per call: simple and reproducible). */
+export function standardNormal(random: Random): number {
+  const u = 1 - random.next() // (0, 1]: log(0) is not finite
+  const v = random.next()
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v)
+}
+
+/** Compiles a {@link LatencySpec} into a sampler; throws a `RangeError` naming a bad spec. */
+export function latencySampler(spec: LatencySpec): LatencySampler {
+  if (typeof spec === 'number') {
+    if (!(spec >= 0)) throw new RangeError(`latency: expected a non-negative number of ms, got ${spec}`)
+    return () => spec
+  }
+  if ('uniform' in spec) {
+    const [min, max] = spec.uniform
+    if (!(min >= 0 && max >= min))
+      throw new RangeError(`latency.uniform: expected 0 <= min <= max, got [${min}, ${max}]`)
+    return (r) => min + r.next() * (max - min)
+  }
+  if ('normal' in spec) {
+    const { mean, stdev } = spec.normal
+    if (!(stdev >= 0)) throw new RangeError(`latency.normal.stdev: expected >= 0, got ${stdev}`)
+    return (r) => Math.max(0, mean + stdev * standardNormal(r))
+  }
+  if ('logNormal' in spec) {
+    const { median, p99 } = spec.logNormal
+    if (!(median > 0 && p99 >= median)) {
+      throw new RangeError(`latency.logNormal: expected 0 < median <= p99, got median ${median}, p99 ${p99}`)
+    }
+    const mu = Math.log(median)
+    const sigma = Math.log(p99 / median) / Z99
+    return (r) => Math.exp(mu + sigma * standardNormal(r))
+  }
+  const { samples } = spec
+  if (samples.length === 0) throw new RangeError('latency.samples: expected at least one sample')
+  return (r) => samples[Math.floor(r.next() * samples.length)]!
+}
