@@ -1,7 +1,7 @@
 /**
- * The overhead benchmark (`npm run bench`): what meshlet's stack and cockatiel's policies cost
- * per call around a no-op transport, next to the bare call, all measured in one run so that the
- * ratios are comparable. See bench/README.md for how to read it.
+ * The overhead benchmark (`npm run bench`): what meshlet's stack, cockatiel's policies and p-retry
+ * cost per call around a no-op transport, next to the bare call, all measured in one run so that
+ * the ratios are comparable. See bench/README.md for how to read it.
  */
 import os from 'node:os'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -15,8 +15,10 @@ import {
   timeout,
   wrap,
 } from 'cockatiel'
+import pRetry from 'p-retry'
 import { Bench } from 'tinybench'
-import type { MeshConfig } from '../src/index.js'
+import type { Handler, HttpRequest, MeshConfig, Middleware } from '../src/index.js'
+import { pRetryStage } from './p-retry-stage.js'
 
 type Meshlet = typeof import('../src/index.js')
 
@@ -71,6 +73,59 @@ const cockatielWrap = wrap(
   timeout(10_000, TimeoutStrategy.Cooperative),
 )
 
+// The default service stack composed by hand, as mesh/stack.ts chains it (no compose guard), so
+// that its retry stage can be swapped for the p-retry-based one (bench/p-retry-stage.ts, D6).
+// Called directly with a root context per call, as Mesh.invoke does, without withMesh's parsing.
+const {
+  balancer,
+  Cancellation,
+  Context,
+  deadline,
+  Endpoint,
+  exponentialBackoff,
+  httpClassifier,
+  httpProtocol,
+  leastRequest,
+  retry: meshRetry,
+  systemClock,
+  systemRandom,
+  timeout: attemptTimeout,
+} = meshlet.lib
+type Req = HttpRequest
+type Res = Response
+function defaultStack(retryStage: Middleware<Req, Res>): Handler<Req, Res> {
+  const stages: Middleware<Req, Res>[] = [
+    deadline({ timeout: 15_000 }),
+    retryStage,
+    balancer({
+      service: 'svc',
+      endpoints: [new Endpoint({ address: endpoints[0]! })],
+      strategy: leastRequest(),
+    }),
+    attemptTimeout({ perTryTimeout: 0, service: 'svc' }),
+  ]
+  return stages.reduceRight<Handler<Req, Res>>((inner, stage) => stage(inner), noopTransport)
+}
+const retryPolicy = {
+  attempts: 3,
+  backoff: exponentialBackoff({ base: 25, max: 1000, jitter: 'full' }),
+  classify: httpClassifier(),
+  protocol: httpProtocol,
+}
+const stackMeshletRetry = defaultStack(meshRetry<Req, Res>({ ...retryPolicy, service: 'svc' }))
+const stackPRetry = defaultStack(pRetryStage<Req, Res>(retryPolicy))
+const REQ: HttpRequest = {
+  service: 'svc',
+  path: '/x',
+  method: 'GET',
+  init: {},
+  replayable: true,
+  signal: undefined,
+  propagateDeadline: true,
+}
+const rootContext = () =>
+  Context.create({ clock: systemClock, random: systemRandom, cancel: new Cancellation() })
+
 const URL_ = 'http://svc/x'
 const tasks: Array<[name: string, call: () => Promise<unknown>]> = [
   ['bare async call (no-op transport)', () => noopFetch(URL_)],
@@ -80,6 +135,9 @@ const tasks: Array<[name: string, call: () => Promise<unknown>]> = [
   ['meshlet default, via fetch transport', () => meshViaFetch(URL_)],
   ['cockatiel retry', () => cockatielRetry.execute(noop)],
   ['cockatiel wrap(retry, breaker, timeout)', () => cockatielWrap.execute(noop)],
+  ['p-retry bare, pRetry(noop, { retries: 2 })', () => pRetry(noop, { retries: 2 })],
+  ['default stack composed, meshlet retry', () => stackMeshletRetry(REQ, rootContext())],
+  ['default stack composed, p-retry stage', () => stackPRetry(REQ, rootContext())],
 ]
 
 const bench = new Bench({ time: TIME_MS, warmupTime: 250 })
@@ -120,6 +178,14 @@ for (const r of rows) {
   )
 }
 console.log(`\np99 is the 99th percentile of per-sample means (${BATCH} calls each), not of single calls.`)
+const mean = (name: string) => rows.find((r) => r.name.startsWith(name))!.mean
+const pRetryBare = mean('p-retry bare')
+const composedOwn = mean('default stack composed, meshlet retry')
+const composedPRetry = mean('default stack composed, p-retry stage')
+console.log(
+  `p-retry stage: ${(composedPRetry / composedOwn).toFixed(1)}x the stack with meshlet's retry ` +
+    `(+${fmt(composedPRetry - composedOwn)} ns/op), ${(composedPRetry / pRetryBare).toFixed(2)}x bare p-retry`,
+)
 await meshlet.cleanup()
 
 // simulate(): wall time of 60 virtual seconds at 1,000 calls/s through retry, balancer and

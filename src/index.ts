@@ -10,7 +10,10 @@ export {
   errorKind,
   type HttpRetryOn,
   httpClassifier,
+  IDEMPOTENT_METHODS,
+  idempotence,
 } from './adapters/fetch/classify.js'
+export { type InboundDeadlineOptions, inboundTimeout, withInboundDeadline } from './adapters/fetch/inbound.js'
 export { httpProtocol, parseRetryAfter } from './adapters/fetch/protocol.js'
 export { type HttpRequest, isIdempotent } from './adapters/fetch/request.js'
 export { fetchTransport } from './adapters/fetch/transport.js'
@@ -26,6 +29,7 @@ export {
   type MeshErrorCode,
   type MeshErrorOptions,
   NoHealthyEndpointError,
+  RetryBudgetExhaustedError,
   TimeoutError,
   UnknownServiceError,
 } from './core/errors.js'
@@ -54,11 +58,30 @@ export { ENDPOINT, Endpoint, type EndpointInit } from './stages/balancer/endpoin
 export { leastRequest, randomPick, roundRobin, type Strategy } from './stages/balancer/strategies.js'
 export { type DeadlineOptions, deadline } from './stages/deadline/deadline.js'
 export {
+  DEADLINE_HEADER,
+  inheritedDeadline,
+  parseGrpcTimeout,
+  parseTimeoutHeader,
+  runWithDeadline,
+} from './stages/deadline/propagation.js'
+export {
   type Backoff,
   constantBackoff,
+  type DecorrelatedJitterBackoffOptions,
+  decorrelatedJitterBackoff,
   type ExponentialBackoffOptions,
   exponentialBackoff,
   type Jitter,
 } from './stages/retry/backoff.js'
+export {
+  type RatioBudgetOptions,
+  type RetryBudget,
+  ratioBudget,
+  type ThrottlingBudgetOptions,
+  throttlingBudget,
+  unlimitedBudget,
+} from './stages/retry/budget.js'
+export { HedgeLostError, type HedgeOptions, hedge } from './stages/retry/hedge.js'
+export { LatencyHistogram, type LatencyHistogramOptions } from './stages/retry/latency-histogram.js'
 export { type RetryOptions, retry } from './stages/retry/retry.js'
 export { type TimeoutOptions, timeout } from './stages/timeout/timeout.js'

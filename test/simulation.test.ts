@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { backends, slowBackendConfig, slowBackendScenario } from '../examples/simulations/slow-backend.js'
-import { render } from '../scripts/simulation-docs.js'
+import { render, renderRetries } from '../scripts/simulation-docs.js'
 import type { MeshConfig } from '../src/index.js'
 import { type Scenario, simulate } from '../src/testing/index.js'
 
@@ -61,5 +61,10 @@ describe('simulate()', () => {
   it('docs/simulation.md holds the numbers a fresh `npm run docs:simulation` prints', async () => {
     const committed = readFileSync(new URL('../docs/simulation.md', import.meta.url), 'utf8')
     expect(committed).toBe(await render())
+  })
+
+  it('the budget table in docs/retries.md is the one a fresh run prints', async () => {
+    const committed = readFileSync(new URL('../docs/retries.md', import.meta.url), 'utf8')
+    expect(committed).toBe(await renderRetries(committed))
   })
 })

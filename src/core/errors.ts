@@ -77,6 +77,21 @@ export class NoHealthyEndpointError extends MeshError {
   }
 }
 
+/**
+ * A retry (or hedge) was needed but the destination's retry budget refused it, and the last
+ * attempt had failed with an error, which is the `cause`. (When the last attempt produced a
+ * response, that response is returned instead: fetch semantics.)
+ */
+export class RetryBudgetExhaustedError extends MeshError {
+  constructor(service: string | undefined, cause: unknown) {
+    super('RETRY_BUDGET_EXHAUSTED', `retry budget of ${service ?? 'the service'} exhausted; no retry made`, {
+      cause,
+      service,
+    })
+    this.name = 'RetryBudgetExhaustedError'
+  }
+}
+
 /** The host names no configured service and the mesh is `strict`. */
 export class UnknownServiceError extends MeshError {
   constructor(host: string) {

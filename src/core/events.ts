@@ -7,6 +7,10 @@
 export interface MeshEvents {
   /** An attempt failed and another one is scheduled after `delay` ms. */
   retry: { service: string; attempt: number; delay: number; reason: unknown }
+  /** A retry or hedge was refused by the destination's retry budget. */
+  'retry-budget-exhausted': { service: string; kind: 'retry' | 'hedge' }
+  /** A hedge (backup request) was sent `delay` ms after the previous attempt started. */
+  hedge: { service: string; attempt: number; delay: number }
   /** A call or attempt passed its time limit. */
   timeout: { service: string; scope: 'call' | 'attempt'; timeout: number }
   /** The mesh configuration was replaced. */

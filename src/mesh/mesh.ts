@@ -12,9 +12,8 @@ import { MeshClosedError } from '../core/errors.js'
 import { Events } from '../core/events.js'
 import type { Handler } from '../core/handler.js'
 import { type Random, systemRandom } from '../core/random.js'
-import type { Endpoint } from '../stages/balancer/endpoint.js'
 import { type MeshConfig, parseConfig, type ResolvedMeshConfig } from './config/config.js'
-import { buildSnapshot, type Snapshot } from './runtime.js'
+import { buildSnapshot, type Snapshot, statePool } from './runtime.js'
 
 /** Options of {@link createMesh}, for tests and simulations more than for production. */
 export interface MeshOptions {
@@ -49,7 +48,7 @@ export class Mesh {
   /** @internal */
   readonly httpTransport: Handler<HttpRequest, Response> | undefined
   #snapshot: Snapshot
-  readonly #pool = new Map<string, Endpoint>()
+  readonly #pool = statePool()
   readonly #inflight = new Set<Cancellation>()
   #closed = false
   #closing: Promise<void> | undefined

@@ -6,6 +6,8 @@
 import type { Handler } from '../core/handler.js'
 import { Endpoint } from '../stages/balancer/endpoint.js'
 import { leastRequest, randomPick, roundRobin, type Strategy } from '../stages/balancer/strategies.js'
+import { type RetryBudget, ratioBudget, throttlingBudget, unlimitedBudget } from '../stages/retry/budget.js'
+import { LatencyHistogram } from '../stages/retry/latency-histogram.js'
 import type { LoadBalancerName, ResolvedMeshConfig, ResolvedServiceConfig } from './config/config.js'
 
 /** One service made live. */
@@ -17,6 +19,10 @@ export class ServiceRuntime {
     readonly config: ResolvedServiceConfig,
     readonly endpoints: readonly Endpoint[],
     readonly strategy: Strategy,
+    /** The retry budget shared by every call to the service. */
+    readonly budget: RetryBudget,
+    /** Recent latency of the service (for percentile hedging). */
+    readonly latency: LatencyHistogram,
   ) {}
 
   /** The handler built for `key` (one per transport), built on first use. */
@@ -48,11 +54,35 @@ function strategyFor(name: LoadBalancerName): Strategy {
   }
 }
 
+function budgetFor(config: ResolvedServiceConfig['retry']['budget']): RetryBudget {
+  switch (config.kind) {
+    case 'ratio':
+      return ratioBudget({ ratio: config.ratio, minPerSecond: config.minPerSecond, ttl: config.ttl })
+    case 'throttling':
+      return throttlingBudget({ maxTokens: config.maxTokens, tokenRatio: config.tokenRatio })
+    case 'none':
+      return unlimitedBudget
+  }
+}
+
+/** State that outlives a configuration: kept per service (and endpoint) across updates. */
+export interface StatePool {
+  readonly endpoints: Map<string, Endpoint>
+  readonly budgets: Map<string, { readonly key: string; readonly budget: RetryBudget }>
+  readonly latency: Map<string, LatencyHistogram>
+}
+
+/** An empty {@link StatePool}. */
+export const statePool = (): StatePool => ({ endpoints: new Map(), budgets: new Map(), latency: new Map() })
+
 /**
- * Builds a snapshot. Endpoints are taken from `pool` when the same service already had the same
- * address, so their live counters carry over; the pool is then trimmed to what is in use.
+ * Builds a snapshot. Live state is taken from `pool` when it fits: endpoints when the same
+ * service keeps the same address (their counters carry over), a budget when the same service
+ * keeps the same budget settings, a service's latency history always; the pool is then trimmed
+ * to what is in use.
  */
-export function buildSnapshot(config: ResolvedMeshConfig, pool: Map<string, Endpoint>): Snapshot {
+export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool): Snapshot {
+  const pool = state.endpoints
   const services = new Map<string, ServiceRuntime>()
   const used = new Set<string>()
   for (const [name, service] of Object.entries(config.services)) {
@@ -69,11 +99,25 @@ export function buildSnapshot(config: ResolvedMeshConfig, pool: Map<string, Endp
       pool.set(key, created)
       return created
     })
+    const budgetKey = JSON.stringify(service.retry.budget)
+    let budget = state.budgets.get(name)
+    if (budget === undefined || budget.key !== budgetKey) {
+      budget = { key: budgetKey, budget: budgetFor(service.retry.budget) }
+      state.budgets.set(name, budget)
+    }
+    let latency = state.latency.get(name)
+    if (latency === undefined) {
+      latency = new LatencyHistogram()
+      state.latency.set(name, latency)
+    }
     services.set(
       name.toLowerCase(),
-      new ServiceRuntime(name, service, endpoints, strategyFor(service.loadBalancer)),
+      new ServiceRuntime(name, service, endpoints, strategyFor(service.loadBalancer), budget.budget, latency),
     )
   }
   for (const key of pool.keys()) if (!used.has(key)) pool.delete(key)
+  for (const map of [state.budgets, state.latency]) {
+    for (const name of map.keys()) if (!(name in config.services)) map.delete(name)
+  }
   return { config, strict: config.strict, services }
 }

@@ -4,7 +4,7 @@
  * host pass through untouched (or are refused when the mesh is `strict`).
  */
 
-import { httpClassifier } from '../adapters/fetch/classify.js'
+import { httpClassifier, idempotence } from '../adapters/fetch/classify.js'
 import { httpProtocol } from '../adapters/fetch/protocol.js'
 import { type HttpRequest, parseTarget, toHttpRequest, urlOf } from '../adapters/fetch/request.js'
 import { fetchTransport } from '../adapters/fetch/transport.js'
@@ -48,8 +48,11 @@ export function withMesh(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof
         config: svc.config,
         endpoints: svc.endpoints,
         strategy: svc.strategy,
-        classify: httpClassifier(svc.config.retry.retryOn),
+        classify: httpClassifier(svc.config.retry.retryOn, svc.config.retry.methods),
         protocol: httpProtocol,
+        idempotent: idempotence(svc.config.retry.methods),
+        budget: svc.budget,
+        latency: svc.latency,
         events: m.events,
       },
       transport,
@@ -66,7 +69,7 @@ export function withMesh(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof
     }
     let req: HttpRequest
     try {
-      req = toHttpRequest(svc.name, target.path, input, init)
+      req = toHttpRequest(svc.name, target.path, input, init, svc.config.propagateDeadline)
     } catch (error) {
       return Promise.reject(error)
     }

@@ -10,7 +10,9 @@ import type { Random } from '../core/random.js'
  * - `{ uniform: [min, max] }`;
  * - `{ normal: { mean, stdev } }` (clipped at 0);
  * - `{ logNormal: { median, p99 } }`: the usual shape of service latency, a long right tail;
- * - `{ samples: [...] }`: drawn uniformly from measured values.
+ * - `{ samples: [...] }`: drawn uniformly from measured values;
+ * - `{ mixture: [{ weight, latency }, ...] }`: one of several specs, by weight (rare slow
+ *   answers: `{ mixture: [{ weight: 99, latency: 10 }, { weight: 1, latency: 1000 }] }`).
  */
 export type LatencySpec =
   | number
@@ -18,6 +20,7 @@ export type LatencySpec =
   | { readonly normal: { readonly mean: number; readonly stdev: number } }
   | { readonly logNormal: { readonly median: number; readonly p99: number } }
   | { readonly samples: readonly number[] }
+  | { readonly mixture: readonly { readonly weight: number; readonly latency: LatencySpec }[] }
 
 /** Draws one latency in ms. */
 export type LatencySampler = (random: Random) => number
@@ -56,6 +59,23 @@ export function latencySampler(spec: LatencySpec): LatencySampler {
     const mu = Math.log(median)
     const sigma = Math.log(p99 / median) / Z99
     return (r) => Math.exp(mu + sigma * standardNormal(r))
+  }
+  if ('mixture' in spec) {
+    const parts = spec.mixture.map((m, i) => {
+      if (!(m.weight > 0))
+        throw new RangeError(`latency.mixture[${i}].weight: expected a positive number, got ${m.weight}`)
+      return { weight: m.weight, sample: latencySampler(m.latency) }
+    })
+    if (parts.length === 0) throw new RangeError('latency.mixture: expected at least one part')
+    const total = parts.reduce((n, p) => n + p.weight, 0)
+    return (r) => {
+      let x = r.next() * total
+      for (const p of parts) {
+        x -= p.weight
+        if (x < 0) return p.sample(r)
+      }
+      return parts[parts.length - 1]!.sample(r)
+    }
   }
   const { samples } = spec
   if (samples.length === 0) throw new RangeError('latency.samples: expected at least one sample')

@@ -137,7 +137,20 @@ describe('simulate: resilience', () => {
     expect(report.outcomes['503']).toBe(report.calls - report.succeeded)
     expect(report.events['retry']).toBeUndefined()
   })
-  it('retries reach the healthy endpoint of two when the other always fails', async () => {
+  it('retries reach the healthy endpoint of two when the other always fails (no budget)', async () => {
+    const report = await simulate(
+      { services: { api: { endpoints: [A, B], retry: { attempts: 3, budget: { kind: 'none' } } } } },
+      {
+        duration: '10s',
+        rate: 100,
+        defaults: { latency: { uniform: [5, 15] } },
+        endpoints: { [B]: { errorRate: 1 } },
+      },
+    )
+    expect(report.successRate).toBeGreaterThanOrEqual(0.999)
+  })
+
+  it('with the default budget, retries stop at 20% of calls plus 10 per second', async () => {
     const report = await simulate(
       { services: { api: { endpoints: [A, B], retry: { attempts: 3 } } } },
       {
@@ -147,7 +160,11 @@ describe('simulate: resilience', () => {
         endpoints: { [B]: { errorRate: 1 } },
       },
     )
-    expect(report.successRate).toBeGreaterThanOrEqual(0.999)
+    const retries = report.attempts - report.calls
+    // Half the calls need a retry, the budget allows 0.2 x 1000 calls + 10/s x 10 s = 300.
+    expect(retries).toBeLessThanOrEqual(0.2 * report.calls + 10 * 10 + 1)
+    expect(retries).toBeGreaterThan(250)
+    expect(report.successRate).toBeLessThan(0.9)
   })
 
   it('counts outcomes by status and by mesh error code', async () => {

@@ -201,7 +201,7 @@ export async function simulate(config: MeshConfig, scenario: Scenario): Promise<
     httpTransport: endpoints.httpTransport(),
   })
   const events: Record<string, number> = {}
-  for (const type of ['retry', 'timeout'] as const) {
+  for (const type of ['retry', 'timeout', 'hedge', 'retry-budget-exhausted'] as const) {
     mesh.events.on(type, () => {
       events[type] = (events[type] ?? 0) + 1
     })

@@ -6,7 +6,7 @@
  */
 import { isMeshError, TimeoutError } from '../../core/errors.js'
 import type { Classifier } from '../../core/outcome.js'
-import { type HttpRequest, isIdempotent } from './request.js'
+import type { HttpRequest } from './request.js'
 
 /** A retry condition, in Envoy's words, or an HTTP status to retry. */
 export type HttpRetryOn =
@@ -67,17 +67,36 @@ function codeOf(error: unknown): string | undefined {
   return undefined
 }
 
+/** The methods of RFC 9110 that are idempotent. */
+export const IDEMPOTENT_METHODS: readonly string[] = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
+
+/**
+ * Whether a request may be sent twice: its method is in `methods` (default the idempotent ones),
+ * or it carries an `Idempotency-Key` header.
+ */
+export function idempotence(methods: readonly string[] = IDEMPOTENT_METHODS): (req: HttpRequest) => boolean {
+  const allowed = new Set(methods.map((m) => m.toUpperCase()))
+  return (req) => {
+    if (allowed.has(req.method)) return true
+    const headers = req.init.headers
+    return headers !== undefined && new Headers(headers).has('idempotency-key')
+  }
+}
+
 /** The default retry conditions: any 5xx, 429, and network failures. */
 export const DEFAULT_HTTP_RETRY_ON: readonly HttpRetryOn[] = ['5xx', '429']
 
 /**
  * Builds the classifier for a set of retry conditions. Responses of 5xx are failures; one that
- * matches `retryOn` is `retryable` when the request is idempotent. Errors of the mesh itself
+ * matches `retryOn` is `retryable` when the request is idempotent (its method is in `methods`,
+ * or it has an `Idempotency-Key`). Errors of the mesh itself
  * (circuit open, call deadline) are failures, never retried; a cancelled call is `ignored`.
  */
 export function httpClassifier(
   retryOn: readonly HttpRetryOn[] = DEFAULT_HTTP_RETRY_ON,
+  methods: readonly string[] = IDEMPOTENT_METHODS,
 ): Classifier<HttpRequest, Response> {
+  const isIdempotent = idempotence(methods)
   const has = (c: HttpRetryOn) => retryOn.includes(c)
   const any5xx = has('5xx')
   const gateway = has('gateway-error')

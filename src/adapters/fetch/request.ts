@@ -18,6 +18,11 @@ export interface HttpRequest {
   readonly replayable: boolean
   /** The caller's signal, when it gave one. */
   readonly signal: AbortSignal | undefined
+  /**
+   * Whether each attempt tells the upstream how long is left, in the `x-meshlet-timeout-ms`
+   * header (the service's `propagateDeadline`, default `true`).
+   */
+  readonly propagateDeadline: boolean
 }
 
 /** Where a URL points: its host name (lower-case, no port) and its path with query. */
@@ -96,13 +101,15 @@ export function isReplayableBody(body: unknown): boolean {
 /**
  * Builds the pipeline request for a call to `service` at `path`. A `Request` input is flattened
  * into fetch options so that every attempt can be sent to another origin; its body is a stream,
- * so such a call is replayable only when it has no body.
+ * so such a call is replayable only when it has no body. `propagateDeadline` (default `true`)
+ * says whether the transport sends the time left to the upstream.
  */
 export function toHttpRequest(
   service: string,
   path: string,
   input: string | URL | Request,
   init: RequestInit | undefined,
+  propagateDeadline = true,
 ): HttpRequest {
   let options: RequestInit
   let signal: AbortSignal | undefined
@@ -140,5 +147,13 @@ export function toHttpRequest(
     }
   }
   const method = options.method === undefined ? 'GET' : options.method.toUpperCase()
-  return { service, path, method, init: options, replayable: isReplayableBody(options.body), signal }
+  return {
+    service,
+    path,
+    method,
+    init: options,
+    replayable: isReplayableBody(options.body),
+    signal,
+    propagateDeadline,
+  }
 }

@@ -44,7 +44,8 @@ function issuesOf(input: unknown): string[] {
 describe('parseConfig', () => {
   it('resolves the documented example', () => {
     const config = parseConfig(example)
-    expect(config).toEqual({
+    expect(config).toStrictEqual({
+      $schema: undefined,
       strict: false,
       services: {
         users: {
@@ -59,8 +60,19 @@ describe('parseConfig', () => {
             attempts: 3,
             perTryTimeout: 500,
             retryOn: ['5xx', 'reset', 'connect-failure'],
-            backoff: { base: 25, max: 1000, jitter: 'full' },
+            backoff: { kind: 'exponential', base: 25, max: 1000, jitter: 'full' },
+            methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
+            budget: {
+              kind: 'ratio',
+              ratio: 0.2,
+              minPerSecond: 10,
+              ttl: 10_000,
+              maxTokens: 10,
+              tokenRatio: 0.1,
+            },
           },
+          hedge: undefined,
+          propagateDeadline: true,
         },
       },
     })
@@ -68,7 +80,8 @@ describe('parseConfig', () => {
 
   it('applies every default', () => {
     const config = parseConfig({ services: { users: { endpoints: ['http://10.0.0.1:80'] } } })
-    expect(config).toEqual({
+    expect(config).toStrictEqual({
+      $schema: undefined,
       strict: false,
       services: {
         users: {
@@ -80,8 +93,19 @@ describe('parseConfig', () => {
             attempts: 3,
             perTryTimeout: 0,
             retryOn: ['5xx', '429'],
-            backoff: { base: 25, max: 1000, jitter: 'full' },
+            backoff: { kind: 'exponential', base: 25, max: 1000, jitter: 'full' },
+            methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
+            budget: {
+              kind: 'ratio',
+              ratio: 0.2,
+              minPerSecond: 10,
+              ttl: 10_000,
+              maxTokens: 10,
+              tokenRatio: 0.1,
+            },
           },
+          hedge: undefined,
+          propagateDeadline: true,
         },
       },
     })
@@ -96,7 +120,9 @@ describe('parseConfig', () => {
       attempts: 3,
       perTryTimeout: 0,
       retryOn: [503],
-      backoff: { base: 25, max: 5000, jitter: 'full' },
+      backoff: { kind: 'exponential', base: 25, max: 5000, jitter: 'full' },
+      methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
+      budget: { kind: 'ratio', ratio: 0.2, minPerSecond: 10, ttl: 10_000, maxTokens: 10, tokenRatio: 0.1 },
     })
   })
 

@@ -13,6 +13,7 @@ import {
   type Input,
   integer,
   literalUnion,
+  number,
   type Output,
   object,
   optional,
@@ -96,6 +97,14 @@ const RETRY_ON = [
 
 const backoff = transform(
   object({
+    /**
+     * The shape of the delays: `'exponential'` (base x 2^n, capped by max, with `jitter`),
+     * `'decorrelated'` (Polly v8's decorrelated jitter: the n-th retry lands near base x 2^n,
+     * no synchronised waves), or `'constant'` (always `base`). Default `'exponential'`.
+     */
+    kind: optional(literalUnion(['exponential', 'decorrelated', 'constant']), 'exponential').describe(
+      'The shape of the delays: exponential (with jitter), decorrelated jitter, or constant.',
+    ),
     /** The first retry's delay; it doubles at each retry up to `max`. Default `'25ms'`. */
     base: optional(duration(), '25ms').describe(
       "The first retry's delay; it doubles at each retry up to max.",
@@ -116,6 +125,31 @@ const backoff = transform(
   },
 )
 
+const IDEMPOTENT_METHODS = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
+
+const budget = object({
+  /**
+   * `'ratio'`: Finagle's budget (retries up to `ratio` x calls plus `minPerSecond`, over `ttl`);
+   * `'throttling'`: gRPC's `retryThrottling` (`maxTokens`, `tokenRatio`); `'none'`: no budget.
+   * Default `'ratio'`.
+   */
+  kind: optional(literalUnion(['ratio', 'throttling', 'none']), 'ratio').describe(
+    'ratio (Finagle), throttling (gRPC retryThrottling) or none.',
+  ),
+  /** Retries allowed per call (kind `ratio`), 0..1000. Default `0.2`. */
+  ratio: optional(number({ min: 0, max: 1000 }), 0.2).describe('Retries allowed per call (kind ratio).'),
+  /** Retries always allowed per second (kind `ratio`). Default `10`. */
+  minPerSecond: optional(number({ min: 0 }), 10).describe('Retries always allowed per second (kind ratio).'),
+  /** How long a call's deposit counts (kind `ratio`), 1 s..60 s. Default `'10s'`. */
+  ttl: optional(duration(), '10s').describe("How long a call's deposit counts (kind ratio), 1s..60s."),
+  /** Tokens when full (kind `throttling`), (0, 1000]. Default `10`. */
+  maxTokens: optional(number({ min: 0.001, max: 1000 }), 10).describe('Tokens when full (kind throttling).'),
+  /** Tokens a success gives back (kind `throttling`), (0, 1]. Default `0.1`. */
+  tokenRatio: optional(number({ min: 0.001, max: 1 }), 0.1).describe(
+    'Tokens a success gives back (kind throttling).',
+  ),
+})
+
 const retry = object({
   /** Total tries, the first one included: a positive integer up to 10. Default `3`. */
   attempts: optional(integer({ min: 1, max: 10 }), 3).describe('Total tries, the first one included.'),
@@ -130,7 +164,46 @@ const retry = object({
   ]).describe("What is retried, in Envoy's vocabulary, or HTTP statuses."),
   /** The delay between tries: exponential, capped, with jitter. Default `{}` (all its defaults). */
   backoff: optional(backoff, {}).describe('The delay between tries: exponential, capped, with jitter.'),
+  /**
+   * HTTP methods retried after the request may have reached the server. A request with an
+   * `Idempotency-Key` header is retried whatever its method; a refused connection always is.
+   * Default the idempotent methods of RFC 9110: GET, HEAD, OPTIONS, PUT, DELETE, TRACE.
+   */
+  methods: optional(
+    array(string({ pattern: /^[A-Za-z]+$/, expected: 'an HTTP method' })),
+    IDEMPOTENT_METHODS,
+  ).describe('HTTP methods retried after the request may have reached the server.'),
+  /**
+   * The retry budget of the service, shared by all its calls (retries and hedges both spend
+   * it). Default `{}`: ratio 0.2, minPerSecond 10, ttl 10 s.
+   */
+  budget: optional(budget, {}).describe('The retry budget shared by all calls to the service.'),
 })
+
+const PERCENTILE = /^p(\d{1,2}(\.\d+)?)$/
+
+const hedge = transform(
+  object({
+    /**
+     * When to send a hedge: a duration after the previous attempt started, or a percentile of
+     * the service's recent latency (`'p95'`, Finagle's `BackupRequestFilter`). Required.
+     */
+    delay: union(
+      duration(),
+      string({ pattern: PERCENTILE, expected: 'a percentile such as "p95"' }),
+    ).describe('A duration, or a percentile of recent latency such as "p95".'),
+    /** Attempts at most, the first included, 2..5 (gRFC A6 caps at 5). Default `2`. */
+    maxAttempts: optional(integer({ min: 2, max: 5 }), 2).describe('Attempts at most, the first included.'),
+  }),
+  (h) => {
+    const match = typeof h.delay === 'string' ? PERCENTILE.exec(h.delay) : null
+    return {
+      delay: typeof h.delay === 'number' ? h.delay : undefined,
+      percentile: match ? Number(match[1]) : undefined,
+      maxAttempts: h.maxAttempts,
+    }
+  },
+)
 
 const service = transform(
   object({
@@ -152,8 +225,23 @@ const service = transform(
     ),
     /** When and how failed tries are tried again. Default `{}` (all its defaults). */
     retry: optional(retry, {}).describe('When and how failed tries are tried again.'),
+    /**
+     * Backup requests for idempotent calls: after `delay`, another attempt to another endpoint;
+     * the first good answer wins and the others are cancelled. Default none (no hedging).
+     */
+    hedge: optional(hedge).describe('Backup requests for idempotent calls. Default none.'),
+    /**
+     * Whether the time left before the deadline travels to the upstream in the
+     * `x-meshlet-timeout-ms` header (gRPC sends `grpc-timeout`). Default `true`.
+     */
+    propagateDeadline: optional(boolean(), true).describe(
+      'Whether the time left travels to the upstream in the x-meshlet-timeout-ms header.',
+    ),
   }),
   (s, issue) => {
+    const { ttl } = s.retry.budget
+    if (ttl < 1000 || ttl > 60_000)
+      issue(`expected a duration from 1s to 60s, got ${ttl}ms`, 'retry', 'budget', 'ttl')
     s.endpoints.forEach(({ url }, i) => {
       const isUrl = url.includes('://')
       if (s.protocol === 'http' && !isUrl) {

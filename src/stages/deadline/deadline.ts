@@ -4,8 +4,13 @@
  * timeout arms the one timer a try needs at `min(deadline, perTryTimeout)`, retries never sleep
  * past it, and waiting stages bound their waits by it. This is Finagle's and gRPC's model, and
  * it costs no allocation beyond the derived context.
+ *
+ * A call made while serving a request that carried a deadline (`runWithDeadline`, or
+ * `withInboundDeadline` on a server) inherits it, as Finagle's `Deadline` context does, so that
+ * a server never spends longer on its upstreams than its own caller is still waiting.
  */
 import type { Middleware } from '../../core/handler.js'
+import { inheritedDeadline } from './propagation.js'
 
 /** Options of {@link deadline}. */
 export interface DeadlineOptions {
@@ -14,15 +19,22 @@ export interface DeadlineOptions {
 }
 
 /**
- * Limits the whole call to `timeout` ms from when it enters this stage. An outer deadline that
- * is earlier wins. Rejections come from the attempt timeout (`TimeoutError` with scope `call`).
+ * Limits the whole call to `timeout` ms from when it enters this stage. The earliest of three
+ * wins: this timeout, an outer deadline already on the context, and the deadline inherited from
+ * the enclosing `runWithDeadline` scope (translated onto `ctx.clock`). Rejections come from the
+ * attempt timeout (`TimeoutError` with scope `call`), which also refuses to start an attempt
+ * once the deadline has passed. The per-call cost of inheriting is one
+ * `AsyncLocalStorage.getStore()`.
  */
 export function deadline<Req, Res>(options: DeadlineOptions): Middleware<Req, Res> {
   const timeout = options.timeout > 0 ? options.timeout : Number.POSITIVE_INFINITY
   return (next) =>
     function deadlineStage(req, ctx) {
-      if (timeout === Number.POSITIVE_INFINITY) return next(req, ctx)
-      const d = ctx.clock.now() + timeout
+      let d = inheritedDeadline(ctx.clock)
+      if (timeout !== Number.POSITIVE_INFINITY) {
+        const own = ctx.clock.now() + timeout
+        if (own < d) d = own
+      }
       return next(req, d < ctx.deadline ? ctx.withDeadline(d) : ctx)
     }
 }

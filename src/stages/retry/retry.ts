@@ -1,19 +1,22 @@
 /**
  * The retry loop: sends the request again while the classifier calls the outcome `retryable`,
- * attempts remain, the body can be replayed and the wait fits before the deadline. The stage
- * runs the loop; what to retry is decided by the classifier (one for every stage), how long to
- * wait by the {@link Backoff} or the server's pushback (`Retry-After`), as tower separates
- * `Retry` from `Policy`.
+ * attempts remain, the body can be replayed, the wait fits before the deadline and the
+ * destination's retry budget allows it. The stage runs the loop; what to retry is decided by the
+ * classifier (one for every stage), how long to wait by the {@link Backoff} or the server's
+ * pushback (`Retry-After`), how many retries the fleet may make by the {@link RetryBudget}, as
+ * tower separates `Retry` from `Policy` and `Budget`.
  *
  * It sits outside the balancer, so a retry can land on another endpoint, and outside the attempt
  * timeout, so each try gets its own limit. A retry that could only start after the deadline is
  * not made: the last outcome goes back at once (Envoy and Finagle do the same).
  */
 import { ATTEMPTED } from '../../core/attempts.js'
+import { RetryBudgetExhaustedError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
 import type { Handler, Middleware } from '../../core/handler.js'
 import type { Classifier, Outcome, Protocol } from '../../core/outcome.js'
 import { type Backoff, exponentialBackoff } from './backoff.js'
+import { type RetryBudget, unlimitedBudget } from './budget.js'
 
 /** Options of {@link retry}. */
 export interface RetryOptions<Req, Res> {
@@ -21,13 +24,15 @@ export interface RetryOptions<Req, Res> {
   readonly attempts?: number
   /** Delays between tries. Default exponential, base 25 ms, max 1 s, full jitter. */
   readonly backoff?: Backoff
+  /** The destination's budget: each call deposits, each retry withdraws. Default unlimited. */
+  readonly budget?: RetryBudget
   /** Judges each attempt; only `retryable` outcomes are retried. */
   readonly classify: Classifier<Req, Res>
   /** Replayability, pushback and discarding of the protocol. */
   readonly protocol: Protocol<Req, Res>
-  /** Named in events. */
+  /** Named in events and errors. */
   readonly service?: string
-  /** Where `retry` events go. */
+  /** Where `retry` and `retry-budget-exhausted` events go. */
   readonly events?: Events
 }
 
@@ -35,14 +40,16 @@ export interface RetryOptions<Req, Res> {
 export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req, Res> {
   const attempts = options.attempts ?? 3
   const initial = options.backoff ?? exponentialBackoff()
+  const budget = options.budget ?? unlimitedBudget
   const { classify, protocol, events } = options
   const service = options.service ?? ''
-  if (attempts <= 1) return (next) => next
+  if (attempts <= 1 && budget === unlimitedBudget) return (next) => next
   return (next: Handler<Req, Res>) =>
     async function retryStage(req, ctx) {
+      budget.deposit(ctx.clock.now())
       let backoff = initial
       let attempt = 0
-      let attemptCtx = ctx.with(ATTEMPTED, [])
+      let attemptCtx = attempts > 1 ? ctx.with(ATTEMPTED, []) : ctx
       for (;;) {
         let outcome: Outcome<Res>
         try {
@@ -51,10 +58,12 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
           outcome = { ok: false, error }
         }
         attempt++
+        const verdict = classify(req, outcome)
+        budget.record(verdict)
         if (
           attempt >= attempts ||
           ctx.cancel.aborted ||
-          classify(req, outcome) !== 'retryable' ||
+          verdict !== 'retryable' ||
           !protocol.canReplay(req)
         ) {
           return settle(outcome)
@@ -69,6 +78,12 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
           delay = pushback
         }
         if (ctx.clock.now() + delay >= ctx.deadline) return settle(outcome)
+        if (!budget.tryWithdraw(ctx.clock.now())) {
+          if (events?.has('retry-budget-exhausted'))
+            events.emit('retry-budget-exhausted', { service, kind: 'retry' })
+          if (outcome.ok) return outcome.value
+          throw new RetryBudgetExhaustedError(service, outcome.error)
+        }
         if (outcome.ok) protocol.discard(outcome.value)
         if (events?.has('retry')) {
           events.emit('retry', {

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest'
+import type { Context } from '../../core/context.js'
+import { TimeoutError } from '../../core/errors.js'
+import { chain } from '../../core/handler.js'
+import { fixture } from '../test-kit.js'
+import { timeout } from '../timeout/timeout.js'
+import { deadline } from './deadline.js'
+import { runWithDeadline } from './propagation.js'
+
+/** A transport that records the deadline it sees and answers at once. */
+function recorder() {
+  const deadlines: number[] = []
+  const handler = async (_req: unknown, ctx: Context) => {
+    deadlines.push(ctx.deadline)
+    return 'ok'
+  }
+  return { handler, deadlines }
+}
+
+describe('deadline', () => {
+  it('sets the deadline timeout ms from when the call enters', async () => {
+    const { clock, ctx } = fixture()
+    await clock.advance(10)
+    const { handler, deadlines } = recorder()
+    await chain([deadline({ timeout: 500 })], handler)({}, ctx)
+    expect(deadlines).toEqual([510])
+  })
+
+  it('inherits an earlier deadline from the enclosing scope', async () => {
+    const { clock, ctx } = fixture()
+    const { handler, deadlines } = recorder()
+    const h = chain([deadline({ timeout: 2000 })], handler)
+    await runWithDeadline(300, () => h({}, ctx), clock)
+    expect(deadlines).toEqual([300])
+  })
+
+  it('keeps its own timeout when it is shorter than the inherited one', async () => {
+    const { clock, ctx } = fixture()
+    const { handler, deadlines } = recorder()
+    const h = chain([deadline({ timeout: 200 })], handler)
+    await runWithDeadline(5000, () => h({}, ctx), clock)
+    expect(deadlines).toEqual([200])
+  })
+
+  it('inherits even when its own timeout is disabled, and never extends an outer deadline', async () => {
+    const { clock, ctx } = fixture()
+    const { handler, deadlines } = recorder()
+    await runWithDeadline(700, () => chain([deadline({ timeout: 0 })], handler)({}, ctx), clock)
+    await runWithDeadline(
+      700,
+      () => chain([deadline({ timeout: 0 })], handler)({}, ctx.withDeadline(90)),
+      clock,
+    )
+    await chain([deadline({ timeout: 0 })], handler)({}, ctx)
+    expect(deadlines).toEqual([700, 90, Number.POSITIVE_INFINITY])
+  })
+
+  it('times the call out at the inherited deadline, and starts no attempt once it has passed', async () => {
+    const { clock, ctx } = fixture()
+    let started = 0
+    const stalled = (_req: unknown, c: Context) => {
+      started++
+      return new Promise<never>((_, reject) => c.cancel.onAbort(reject))
+    }
+    const h = chain([deadline({ timeout: 30_000 }), timeout({ service: 'c' })], stalled)
+    const settled = runWithDeadline(250, () => h({}, ctx), clock).catch((e: unknown) => e)
+    await clock.advance(250)
+    expect(await settled).toMatchObject({ code: 'TIMEOUT', scope: 'call', timeout: 250 })
+
+    const late = runWithDeadline(0, () => h({}, ctx), clock).catch((e: unknown) => e)
+    expect(await late).toBeInstanceOf(TimeoutError)
+    expect(started).toBe(1)
+    expect(clock.pendingTimers).toBe(0)
+  })
+})
