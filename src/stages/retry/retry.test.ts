@@ -150,3 +150,37 @@ describe('retry', () => {
     expect(got).toEqual([5])
   })
 })
+
+describe('each backoff on the manual clock', () => {
+  it('attempts start exactly at the cumulative delays of the backoff sequence', async () => {
+    const { seededRandom } = await import('../../core/random.js')
+    const { decorrelatedJitterBackoff, exponentialBackoff } = await import('./backoff.js')
+    const kinds = {
+      constant: constantBackoff(40),
+      exponential: exponentialBackoff({ base: 10, max: 1000, jitter: 'full' }),
+      equal: exponentialBackoff({ base: 10, max: 1000, jitter: 'equal' }),
+      none: exponentialBackoff({ base: 10, max: 1000, jitter: 'none' }),
+      decorrelated: decorrelatedJitterBackoff({ base: 10, max: 1000 }),
+    }
+    for (const [name, backoff] of Object.entries(kinds)) {
+      // The expected schedule: the same backoff stepped with the same seeded random stream.
+      const r = seededRandom(9)
+      let b = backoff
+      const expected = [0]
+      for (let i = 0; i < 4; i++) {
+        b = b.next(r)
+        expected.push(expected[expected.length - 1]! + b.duration)
+      }
+      const { clock, ctx } = fixture(9)
+      const { handler, seen } = scripted([503, 503, 503, 503, 200])
+      const h = chain([retry({ attempts: 5, backoff, classify: classifyFake, protocol: fakeProtocol })], handler)
+      const p = h(replayable, ctx)
+      await clock.advance(10_000)
+      expect(await p, name).toEqual({ status: 200 })
+      expect(
+        seen.map((s) => s.at),
+        name,
+      ).toEqual(expected)
+    }
+  })
+})
