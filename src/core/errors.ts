@@ -92,6 +92,25 @@ export class RetryBudgetExhaustedError extends MeshError {
   }
 }
 
+/** The destination's circuit breaker is open: the call failed fast, without touching the network. */
+export class CircuitOpenError extends MeshError {
+  /** When the breaker will let a probe through (clock ms). */
+  readonly retryAt: number
+  constructor(service: string | undefined, retryAt: number) {
+    super('CIRCUIT_OPEN', `circuit breaker of ${service ?? 'the service'} is open`, { service })
+    this.name = 'CircuitOpenError'
+    this.retryAt = retryAt
+  }
+}
+
+/** A bulkhead refused the call: its concurrency limit and its queue were full, or the wait timed out. */
+export class BulkheadFullError extends MeshError {
+  constructor(service: string | undefined, detail: string) {
+    super('BULKHEAD_FULL', `bulkhead of ${service ?? 'the service'} is full: ${detail}`, { service })
+    this.name = 'BulkheadFullError'
+  }
+}
+
 /** The host names no configured service and the mesh is `strict`. */
 export class UnknownServiceError extends MeshError {
   constructor(host: string) {

@@ -11,6 +11,25 @@ export interface MeshEvents {
   'retry-budget-exhausted': { service: string; kind: 'retry' | 'hedge' }
   /** A hedge (backup request) was sent `delay` ms after the previous attempt started. */
   hedge: { service: string; attempt: number; delay: number }
+  /** A circuit breaker changed state. */
+  'circuit-state': {
+    service: string
+    from: 'closed' | 'open' | 'half-open' | 'isolated'
+    to: 'closed' | 'open' | 'half-open' | 'isolated'
+  }
+  /** An endpoint was taken out of rotation until `until` (clock ms), by outlier detection or a health check. */
+  ejection: {
+    service: string
+    endpoint: string
+    reason: 'consecutive-failures' | 'success-rate' | 'failure-percentage' | 'health-check'
+    until: number
+  }
+  /** An ejected or unhealthy endpoint came back into rotation. */
+  'ejection-end': { service: string; endpoint: string }
+  /** A call was refused by a bulkhead (`BULKHEAD_FULL`). */
+  'bulkhead-full': { service: string; queued: boolean }
+  /** A call got the service's fallback instead of `code`. */
+  fallback: { service: string; code: string }
   /** A call or attempt passed its time limit. */
   timeout: { service: string; scope: 'call' | 'attempt'; timeout: number }
   /** The mesh configuration was replaced. */

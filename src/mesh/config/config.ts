@@ -205,6 +205,173 @@ const hedge = transform(
   },
 )
 
+const circuitBreaker = object({
+  /** Open after this many failures in a row; `0` turns this trigger off. Default `5`. */
+  consecutiveFailures: optional(integer({ min: 0 }), 5).describe(
+    'Open after this many failures in a row (0: off).',
+  ),
+  /**
+   * Open when the failure rate over the window reaches this percent (1..100), once the window
+   * holds `minimumCalls`; `0` turns this trigger off. Default `0`.
+   */
+  failureRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
+    'Open when the failure rate over the window reaches this percent (0: off).',
+  ),
+  /**
+   * Open when the share of calls slower than `slowCallDuration` reaches this percent (1..100),
+   * as resilience4j's `slowCallRateThreshold`; `0` turns it off. Default `0`.
+   */
+  slowCallRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
+    'Open when the share of slow calls reaches this percent (0: off).',
+  ),
+  /** A call slower than this counts as slow. Default `'5s'`. */
+  slowCallDuration: optional(duration(), '5s').describe('A call slower than this counts as slow.'),
+  /**
+   * The window the rates are computed over: the last `windowSize` calls (`'count'`) or the
+   * last `windowSize` ms (`'time'`, a duration). Default `'count'`.
+   */
+  windowType: optional(literalUnion(['count', 'time']), 'count').describe(
+    'Rates over the last N calls or the last N ms.',
+  ),
+  /** Calls (count window) or a duration (time window). Default `100` (calls) or `'60s'`. */
+  windowSize: optional(duration()).describe('Calls (count window) or a duration (time window).'),
+  /** Calls the window must hold before a rate can open the breaker. Default `20`. */
+  minimumCalls: optional(integer({ min: 1 }), 20).describe(
+    'Calls the window must hold before a rate can open it.',
+  ),
+  /** How long the breaker stays open before it lets probes through. Default `'5s'`. */
+  halfOpenAfter: optional(duration(), '5s').describe('How long the breaker stays open before probing.'),
+  /** Each time it opens again without closing in between, the open time is multiplied by this. Default `2`. */
+  backoffFactor: optional(number({ min: 1, max: 10 }), 2).describe(
+    'Growth of the open time on repeated opens.',
+  ),
+  /** The longest open time, however often it reopens. Default `'60s'`. */
+  maxHalfOpenAfter: optional(duration(), '60s').describe('The longest open time.'),
+  /** Calls let through while half-open. Default `1`. */
+  halfOpenProbes: optional(integer({ min: 1, max: 100 }), 1).describe('Calls let through while half-open.'),
+  /** Successful probes needed to close again (at most `halfOpenProbes`). Default `1`. */
+  successThreshold: optional(integer({ min: 1, max: 100 }), 1).describe('Successful probes needed to close.'),
+})
+
+const successRateEjection = object({
+  /** Eject when success rate < mean - stdevFactor x stdev. Default `1.9` (A50's 1900 / 1000). */
+  stdevFactor: optional(number({ min: 0 }), 1.9).describe('Eject below mean - stdevFactor x stdev.'),
+  /** Percent of the time an ejection found this way is enforced. Default `100`. */
+  enforcementPercentage: optional(number({ min: 0, max: 100 }), 100).describe(
+    'Percent of ejections enforced.',
+  ),
+  /** Endpoints with `requestVolume` needed for this check to run. Default `5`. */
+  minimumHosts: optional(integer({ min: 1 }), 5).describe('Endpoints with enough volume needed.'),
+  /** Requests an endpoint needs in the interval to be judged. Default `100`. */
+  requestVolume: optional(integer({ min: 1 }), 100).describe('Requests needed in an interval to be judged.'),
+})
+
+const failurePercentageEjection = object({
+  /** Eject when an endpoint's failure percentage reaches this. Default `85`. */
+  threshold: optional(number({ min: 0, max: 100 }), 85).describe('Eject at this failure percentage.'),
+  /** Percent of the time an ejection found this way is enforced. Default `100`. */
+  enforcementPercentage: optional(number({ min: 0, max: 100 }), 100).describe(
+    'Percent of ejections enforced.',
+  ),
+  /** Endpoints with `requestVolume` needed for this check to run. Default `5`. */
+  minimumHosts: optional(integer({ min: 1 }), 5).describe('Endpoints with enough volume needed.'),
+  /** Requests an endpoint needs in the interval to be judged. Default `50`. */
+  requestVolume: optional(integer({ min: 1 }), 50).describe('Requests needed in an interval to be judged.'),
+})
+
+const outlierDetection = object({
+  /**
+   * Eject an endpoint at the failure that makes this many in a row (as Envoy's
+   * `consecutive_5xx`); `0` turns it off. Default `5`.
+   */
+  consecutiveFailures: optional(integer({ min: 0 }), 5).describe(
+    'Eject after this many failures in a row (0: off).',
+  ),
+  /** How often the rate-based checks run (lazily, on the next call). Default `'10s'`. */
+  interval: optional(duration(), '10s').describe('How often rate-based ejection runs.'),
+  /** Ejection time, multiplied by the times ejected, up to `maxEjectionTime`. Default `'30s'`. */
+  baseEjectionTime: optional(duration(), '30s').describe('Base ejection time (x times ejected).'),
+  /** The longest ejection. Default `'300s'`. */
+  maxEjectionTime: optional(duration(), '300s').describe('The longest ejection.'),
+  /** At most this percent of the endpoints ejected at once (at least one may go). Default `10`. */
+  maxEjectionPercent: optional(number({ min: 0, max: 100 }), 10).describe(
+    'At most this percent ejected at once.',
+  ),
+  /** Success-rate ejection (gRFC A50); `null`/absent turns it off. Default on, with its defaults. */
+  successRateEjection: optional(successRateEjection, {}).describe('Success-rate ejection (gRFC A50).'),
+  /** Failure-percentage ejection (gRFC A50). Default off. */
+  failurePercentageEjection: optional(failurePercentageEjection).describe(
+    'Failure-percentage ejection (gRFC A50).',
+  ),
+  /**
+   * When fewer than this percent of endpoints are healthy, balance over all of them (Envoy's
+   * healthy panic threshold). Default `50`.
+   */
+  panicThreshold: optional(number({ min: 0, max: 100 }), 50).describe('Below this percent healthy, use all.'),
+})
+
+const healthCheck = object({
+  /** The HTTP path probed (a 2xx answer is healthy); for gRPC services, `grpc.health.v1` is used. Default `'/healthz'`. */
+  path: optional(string({ pattern: /^\//, expected: 'a path starting with "/"' }), '/healthz').describe(
+    'The HTTP path probed.',
+  ),
+  /** Time between probes of one endpoint, jittered by up to 10%. Default `'10s'`. */
+  interval: optional(duration(), '10s').describe('Time between probes of one endpoint.'),
+  /** A probe slower than this fails. Default `'1s'`. */
+  timeout: optional(duration(), '1s').describe('A probe slower than this fails.'),
+  /** Successful probes in a row that make an unhealthy endpoint healthy. Default `2`. */
+  healthyThreshold: optional(integer({ min: 1 }), 2).describe('Successes in a row to become healthy.'),
+  /** Failed probes in a row that make an endpoint unhealthy. Default `3`. */
+  unhealthyThreshold: optional(integer({ min: 1 }), 3).describe('Failures in a row to become unhealthy.'),
+})
+
+const concurrency = object({
+  /** Calls in flight to the whole service at once; `0` for no limit. Default `0`. */
+  max: optional(integer({ min: 0 }), 0).describe('Calls in flight to the service at once (0: no limit).'),
+  /** Calls that may wait for a slot when `max` is reached; the rest fail at once. Default `0`. */
+  queue: optional(integer({ min: 0 }), 0).describe('Calls that may wait for a slot.'),
+  /** The longest a call waits in the queue (the deadline also bounds it). Default `'1s'`. */
+  queueTimeout: optional(duration(), '1s').describe('The longest wait in the queue.'),
+  /** Attempts in flight to one endpoint at once; `0` for no limit. Default `0`. */
+  perEndpoint: optional(integer({ min: 0 }), 0).describe('Attempts in flight to one endpoint (0: no limit).'),
+  /**
+   * Adapt `max` to measured latency (Netflix concurrency-limits): `'gradient2'` or `'vegas'`,
+   * starting at `max` (or 20) and never above `maxLimit`. Default none (a fixed limit).
+   */
+  adaptive: optional(literalUnion(['gradient2', 'vegas'])).describe('Adapt the limit to latency.'),
+  /** The ceiling of an adaptive limit. Default `200`. */
+  maxLimit: optional(integer({ min: 1 }), 200).describe('The ceiling of an adaptive limit.'),
+})
+
+const FALLBACK_CODES = [
+  'TIMEOUT',
+  'CIRCUIT_OPEN',
+  'RETRY_BUDGET_EXHAUSTED',
+  'NO_HEALTHY_ENDPOINT',
+  'BULKHEAD_FULL',
+  'RATE_LIMITED',
+  'ERROR',
+] as const
+
+const fallback = object({
+  /**
+   * The failures that get the fallback: mesh error codes, or `'ERROR'` for any other error of
+   * the call (a network error that survived the retries). Default
+   * `['CIRCUIT_OPEN', 'NO_HEALTHY_ENDPOINT', 'BULKHEAD_FULL']`.
+   */
+  on: optional(array(literalUnion(FALLBACK_CODES), { min: 1 }), [
+    'CIRCUIT_OPEN',
+    'NO_HEALTHY_ENDPOINT',
+    'BULKHEAD_FULL',
+  ]).describe('The failures that get the fallback.'),
+  /** The status of the static response. Default `503`. */
+  status: optional(integer({ min: 200, max: 599 }), 503).describe('The status of the static response.'),
+  /** The body of the static response. Default `''`. */
+  body: optional(string(), '').describe('The body of the static response.'),
+  /** Headers of the static response. Default `{}`. */
+  headers: optional(record(string()), {}).describe('Headers of the static response.'),
+})
+
 const service = transform(
   object({
     /** How calls reach the endpoints: `'http'` (fetch) or `'grpc'` (@grpc/grpc-js). Default `'http'`. */
@@ -231,6 +398,23 @@ const service = transform(
      */
     hedge: optional(hedge).describe('Backup requests for idempotent calls. Default none.'),
     /**
+     * A circuit breaker for the whole service (it sees every attempt): fail fast with
+     * `CIRCUIT_OPEN` while the service is failing. Default none.
+     */
+    circuitBreaker: optional(circuitBreaker).describe(
+      'A circuit breaker for the whole service. Default none.',
+    ),
+    /** Take failing endpoints out of rotation (Envoy, gRFC A50). Default none. */
+    outlierDetection: optional(outlierDetection).describe(
+      'Take failing endpoints out of rotation. Default none.',
+    ),
+    /** Probe each endpoint actively; results feed the same health view. Default none. */
+    healthCheck: optional(healthCheck).describe('Probe each endpoint actively. Default none.'),
+    /** Bulkheads: concurrency limits with a bounded queue (`BULKHEAD_FULL`). Default none. */
+    concurrency: optional(concurrency).describe('Concurrency limits with a bounded queue. Default none.'),
+    /** A static response instead of chosen failures. Default none. */
+    fallback: optional(fallback).describe('A static response instead of chosen failures. Default none.'),
+    /**
      * Whether the time left before the deadline travels to the upstream in the
      * `x-meshlet-timeout-ms` header (gRPC sends `grpc-timeout`). Default `true`.
      */
@@ -239,6 +423,21 @@ const service = transform(
     ),
   }),
   (s, issue) => {
+    const cb = s.circuitBreaker
+    if (cb && cb.successThreshold > cb.halfOpenProbes) {
+      issue(
+        `expected at most halfOpenProbes (${cb.halfOpenProbes}), got ${cb.successThreshold}`,
+        'circuitBreaker',
+        'successThreshold',
+      )
+    }
+    if (cb && cb.windowType === 'count' && cb.windowSize !== undefined && !Number.isInteger(cb.windowSize)) {
+      issue(
+        `expected a whole number of calls for a count window, got ${cb.windowSize}`,
+        'circuitBreaker',
+        'windowSize',
+      )
+    }
     const { ttl } = s.retry.budget
     if (ttl < 1000 || ttl > 60_000)
       issue(`expected a duration from 1s to 60s, got ${ttl}ms`, 'retry', 'budget', 'ttl')
