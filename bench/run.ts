@@ -1,8 +1,10 @@
 /**
- * The overhead benchmark (`npm run bench`): what meshlet's stack, cockatiel's policies and p-retry
- * cost per call around a no-op transport, next to the bare call, all measured in one run so that
- * the ratios are comparable. See bench/README.md for how to read it.
+ * The overhead benchmark (`npm run bench`): what meshlet's stack, cockatiel's policies, opossum
+ * and p-retry cost per call around a no-op transport, next to the bare call, all measured in one
+ * run so that the ratios are comparable. See bench/README.md for how to read it.
  */
+import { execFileSync } from 'node:child_process'
+import { createRequire } from 'node:module'
 import os from 'node:os'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import {
@@ -15,6 +17,7 @@ import {
   timeout,
   wrap,
 } from 'cockatiel'
+import OpossumBreaker from 'opossum'
 import pRetry from 'p-retry'
 import { Bench } from 'tinybench'
 import type { Handler, HttpRequest, MeshConfig, Middleware } from '../src/index.js'
@@ -73,6 +76,13 @@ const cockatielWrap = wrap(
   timeout(10_000, TimeoutStrategy.Cooperative),
 )
 
+// opossum as the interop stage uses it (docs/decisions.md, D14): one breaker whose action runs the
+// attempt it is handed, fired around the no-op; with its own timeout off, and with its default
+// 10 s timeout (a setTimeout + clearTimeout per call).
+const runIt = (run: () => Promise<unknown>) => run()
+const opossumNoTimeout = new OpossumBreaker(runIt, { timeout: false })
+const opossumDefault = new OpossumBreaker(runIt)
+
 // The default service stack composed by hand, as mesh/stack.ts chains it (no compose guard), so
 // that its retry stage can be swapped for the p-retry-based one (bench/p-retry-stage.ts, D6).
 // Called directly with a root context per call, as Mesh.invoke does, without withMesh's parsing.
@@ -126,6 +136,16 @@ const REQ: HttpRequest = {
 const rootContext = () =>
   Context.create({ clock: systemClock, random: systemRandom, cancel: new Cancellation() })
 
+// meshlet's own breaker stage alone around the no-op, default options (5 failures in a row),
+// called with one prebuilt context like opossum's `fire`: the breaker's cost, not the context's.
+const { CircuitBreaker: MeshBreaker, circuitBreaker: meshCircuitBreaker } = meshlet.lib
+const meshBreakerStage = meshCircuitBreaker<Req, Res>({
+  breaker: new MeshBreaker(),
+  classify: httpClassifier(),
+  service: 'svc',
+})(noopTransport)
+const breakerContext = rootContext()
+
 const URL_ = 'http://svc/x'
 const tasks: Array<[name: string, call: () => Promise<unknown>]> = [
   ['bare async call (no-op transport)', () => noopFetch(URL_)],
@@ -135,6 +155,9 @@ const tasks: Array<[name: string, call: () => Promise<unknown>]> = [
   ['meshlet default, via fetch transport', () => meshViaFetch(URL_)],
   ['cockatiel retry', () => cockatielRetry.execute(noop)],
   ['cockatiel wrap(retry, breaker, timeout)', () => cockatielWrap.execute(noop)],
+  ['opossum fire (timeout off)', () => opossumNoTimeout.fire(noop)],
+  ['opossum fire (default 10 s timeout)', () => opossumDefault.fire(noop)],
+  ['meshlet circuitBreaker stage alone', () => meshBreakerStage(REQ, breakerContext)],
   ['p-retry bare, pRetry(noop, { retries: 2 })', () => pRetry(noop, { retries: 2 })],
   ['default stack composed, meshlet retry', () => stackMeshletRetry(REQ, rootContext())],
   ['default stack composed, p-retry stage', () => stackPRetry(REQ, rootContext())],
@@ -186,7 +209,76 @@ console.log(
   `p-retry stage: ${(composedPRetry / composedOwn).toFixed(1)}x the stack with meshlet's retry ` +
     `(+${fmt(composedPRetry - composedOwn)} ns/op), ${(composedPRetry / pRetryBare).toFixed(2)}x bare p-retry`,
 )
+const opossumOff = mean('opossum fire (timeout off)')
+const opossumOn = mean('opossum fire (default 10 s timeout)')
+const meshBreaker = mean('meshlet circuitBreaker stage alone')
+console.log(
+  `opossum fire: ${(opossumOff / meshBreaker).toFixed(1)}x (timeout off) and ${(opossumOn / meshBreaker).toFixed(1)}x ` +
+    `(10 s timeout) meshlet's circuitBreaker stage alone`,
+)
+opossumNoTimeout.shutdown()
+opossumDefault.shutdown()
 await meshlet.cleanup()
+
+// Memory and timers per breaker, in a fresh process with --expose-gc so that heapUsed is read
+// after full collections. opossum unref()s its intervals, and process.getActiveResourcesInfo()
+// lists only what keeps the loop alive, so it sees none of them: live Timeout objects are
+// counted with an async_hooks hook instead, and both counts are printed.
+const opossumUrl = pathToFileURL(createRequire(import.meta.url).resolve('opossum')).href
+const distUrl = new URL('../dist/index.js', import.meta.url).href
+const breakerProbe = `
+import { createHook } from 'node:async_hooks'
+const OpossumBreaker = (await import(${JSON.stringify(opossumUrl)})).default
+const { CircuitBreaker } = await import(${JSON.stringify(distUrl)})
+const N = 10_000
+const live = new Set()
+const hook = createHook({
+  init(id, type) { if (type === 'Timeout') live.add(id) },
+  destroy(id) { live.delete(id) },
+})
+const refed = () => process.getActiveResourcesInfo().filter((t) => t === 'Timeout').length
+const heap = () => { globalThis.gc(); globalThis.gc(); return process.memoryUsage().heapUsed }
+async function measure(name, create, shutdown) {
+  let kept = []
+  const h0 = heap()
+  for (let i = 0; i < N; i++) kept.push(create())
+  const bytes = (heap() - h0) / N
+  for (const b of kept) shutdown(b)
+  kept = []
+  hook.enable()
+  const live0 = live.size
+  const refed0 = refed()
+  for (let i = 0; i < N; i++) kept.push(create())
+  const timers = (live.size - live0) / N
+  const loopTimers = (refed() - refed0) / N
+  for (const b of kept) shutdown(b)
+  // destroy hooks of cleared timers run on a later turn of the loop
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
+  const left = (live.size - live0) / N
+  hook.disable()
+  console.log(JSON.stringify({ name, bytes, timers, loopTimers, left }))
+}
+const runIt = (run) => run()
+await measure('opossum CircuitBreaker (default options)', () => new OpossumBreaker(runIt), (b) => b.shutdown())
+await measure('meshlet CircuitBreaker (default options)', () => new CircuitBreaker(), () => {})
+`
+type BreakerCost = { name: string; bytes: number; timers: number; loopTimers: number; left: number }
+try {
+  const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', breakerProbe], {
+    encoding: 'utf8',
+  })
+  console.log('\nper breaker, 10,000 created in a fresh node --expose-gc process (heapUsed after gc):')
+  for (const line of out.trim().split('\n')) {
+    const c = JSON.parse(line) as BreakerCost
+    console.log(
+      `${c.name}: ${fmt(c.bytes)} bytes, ${c.timers.toFixed(2)} live timers (async_hooks; ` +
+        `${c.loopTimers.toFixed(2)} in process.getActiveResourcesInfo(), which skips unref'd ones), ` +
+        `${c.left.toFixed(2)} left after shutdown`,
+    )
+  }
+} catch (error) {
+  console.log(`\nper-breaker memory not measured: ${(error as Error).message}`)
+}
 
 // simulate(): wall time of 60 virtual seconds at 1,000 calls/s through retry, balancer and
 // attempt timeouts (the testing kit's speed promise: well under 5 s), from the build in dist/.

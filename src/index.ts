@@ -21,6 +21,8 @@ export { type AbortListener, Cancellation, ChildCancellation, neverCancelled } f
 export { type Clock, systemClock, type TimerHandle } from './core/clock.js'
 export { Context, type ContextInit, type ContextKey, createContextKey } from './core/context.js'
 export {
+  BulkheadFullError,
+  CircuitOpenError,
   ConfigInvalidError,
   type ConfigIssue,
   isMeshError,
@@ -54,8 +56,53 @@ export type { Input, Output, Schema } from './mesh/config/schema.js'
 export { type CloseOptions, createMesh, Mesh, type MeshOptions } from './mesh/mesh.js'
 export { meshOf, withMesh } from './mesh/with-mesh.js'
 export { type BalancerOptions, balancer } from './stages/balancer/balancer.js'
-export { ENDPOINT, Endpoint, type EndpointInit } from './stages/balancer/endpoint.js'
+export {
+  ENDPOINT,
+  Endpoint,
+  type EndpointHealthState,
+  type EndpointInit,
+} from './stages/balancer/endpoint.js'
+export { type EjectionReason, EndpointHealth, type EndpointHealthConfig } from './stages/balancer/health.js'
+export {
+  HealthChecker,
+  type HealthCheckerOptions,
+  type HealthCheckOptions,
+  handlerProbe,
+  type Probe,
+} from './stages/balancer/health-check.js'
+export {
+  ejectionLimit,
+  FAILURE_PERCENTAGE_DEFAULTS,
+  type FailurePercentageEjectionOptions,
+  mayEject,
+  OUTLIER_DETECTION_DEFAULTS,
+  type OutlierDetectionOptions,
+  type SuccessRateEjectionOptions,
+} from './stages/balancer/outlier-detection.js'
 export { leastRequest, randomPick, roundRobin, type Strategy } from './stages/balancer/strategies.js'
+export {
+  type Gradient2LimitOptions,
+  gradient2Limit,
+  type Limiter,
+  type VegasLimitOptions,
+  vegasLimit,
+} from './stages/bulkhead/adaptive.js'
+export { type BulkheadOptions, bulkhead } from './stages/bulkhead/bulkhead.js'
+export {
+  type BreakerSnapshot,
+  type BreakerState,
+  type BreakerStateKind,
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  Permit,
+} from './stages/circuit-breaker/breaker.js'
+export { type CircuitBreakerStageOptions, circuitBreaker } from './stages/circuit-breaker/circuit-breaker.js'
+export {
+  FailingResponseError,
+  type OpossumLike,
+  type OpossumStageOptions,
+  opossumStage,
+} from './stages/circuit-breaker/opossum.js'
 export { type DeadlineOptions, deadline } from './stages/deadline/deadline.js'
 export {
   DEADLINE_HEADER,
@@ -64,6 +111,7 @@ export {
   parseTimeoutHeader,
   runWithDeadline,
 } from './stages/deadline/propagation.js'
+export { type FallbackOn, type FallbackOptions, fallback, fallbackCode } from './stages/fallback/fallback.js'
 export {
   type Backoff,
   constantBackoff,

@@ -12,8 +12,9 @@ import { MeshClosedError } from '../core/errors.js'
 import { Events } from '../core/events.js'
 import type { Handler } from '../core/handler.js'
 import { type Random, systemRandom } from '../core/random.js'
+import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { type MeshConfig, parseConfig, type ResolvedMeshConfig } from './config/config.js'
-import { buildSnapshot, type Snapshot, statePool } from './runtime.js'
+import { buildSnapshot, closeState, type Snapshot, statePool } from './runtime.js'
 
 /** Options of {@link createMesh}, for tests and simulations more than for production. */
 export interface MeshOptions {
@@ -26,6 +27,13 @@ export interface MeshOptions {
    * simulated endpoints plug in here). Default: the wrapped fetch itself.
    */
   readonly httpTransport?: Handler<HttpRequest, Response>
+  /**
+   * Fallback functions by service name, for services whose config has a `fallback`: called
+   * with the failure and the request instead of the static response. Default none.
+   */
+  readonly fallbacks?: Readonly<
+    Record<string, (error: unknown, req: HttpRequest) => Response | Promise<Response>>
+  >
 }
 
 /** Options of {@link Mesh.close}. */
@@ -47,6 +55,8 @@ export class Mesh {
   readonly random: Random
   /** @internal */
   readonly httpTransport: Handler<HttpRequest, Response> | undefined
+  /** @internal */
+  readonly fallbacks: MeshOptions['fallbacks']
   #snapshot: Snapshot
   readonly #pool = statePool()
   readonly #inflight = new Set<Cancellation>()
@@ -59,12 +69,21 @@ export class Mesh {
     this.clock = options.clock ?? systemClock
     this.random = options.random ?? systemRandom
     this.httpTransport = options.httpTransport
-    this.#snapshot = buildSnapshot(config, this.#pool)
+    this.fallbacks = options.fallbacks
+    this.#snapshot = buildSnapshot(config, this.#pool, this.events)
   }
 
   /** The configuration in force, defaults applied and durations in ms. */
   get config(): ResolvedMeshConfig {
     return this.#snapshot.config
+  }
+
+  /**
+   * The circuit breaker of `service` (to `isolate()`, `reset()`, or `snapshot()` it), or
+   * `undefined` when the service has none.
+   */
+  circuitBreaker(service: string): CircuitBreaker | undefined {
+    return this.#snapshot.services.get(service.toLowerCase())?.breaker
   }
 
   /** Whether {@link close} was called. */
@@ -89,7 +108,7 @@ export class Mesh {
    */
   update(config: MeshConfig): void {
     const resolved = parseConfig(config)
-    this.#snapshot = buildSnapshot(resolved, this.#pool)
+    this.#snapshot = buildSnapshot(resolved, this.#pool, this.events)
     if (this.events.has('config-updated')) {
       this.events.emit('config-updated', { services: this.#snapshot.services.size })
     }
@@ -101,6 +120,8 @@ export class Mesh {
    */
   close(options: CloseOptions = {}): Promise<void> {
     this.#closed = true
+    // Health-check probes are not calls: they stop at once, and a late call cannot restart them.
+    closeState(this.#pool)
     if (options.force) for (const c of [...this.#inflight]) c.abort(new MeshClosedError())
     this.#closing ??= (async () => {
       if (this.#inflight.size > 0) {

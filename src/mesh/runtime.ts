@@ -3,9 +3,14 @@
  * handlers built for it. A {@link Snapshot} is immutable once built; `mesh.update` builds a new
  * one and swaps it in, so a call uses one configuration from start to end.
  */
-import type { Handler } from '../core/handler.js'
+
+import type { Events } from '../core/events.js'
+import type { Handler, Middleware } from '../core/handler.js'
 import { Endpoint } from '../stages/balancer/endpoint.js'
+import { EndpointHealth } from '../stages/balancer/health.js'
 import { leastRequest, randomPick, roundRobin, type Strategy } from '../stages/balancer/strategies.js'
+import { bulkhead } from '../stages/bulkhead/bulkhead.js'
+import { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { type RetryBudget, ratioBudget, throttlingBudget, unlimitedBudget } from '../stages/retry/budget.js'
 import { LatencyHistogram } from '../stages/retry/latency-histogram.js'
 import type { LoadBalancerName, ResolvedMeshConfig, ResolvedServiceConfig } from './config/config.js'
@@ -23,6 +28,15 @@ export class ServiceRuntime {
     readonly budget: RetryBudget,
     /** Recent latency of the service (for percentile hedging). */
     readonly latency: LatencyHistogram,
+    /** The service's circuit breaker, when it has one. */
+    readonly breaker: CircuitBreaker | undefined,
+    /**
+     * The service's health view (outlier detection, active health checks), kept across
+     * configurations that keep the service; `undefined` when neither is configured.
+     */
+    readonly health: EndpointHealth | undefined = undefined,
+    /** The service's bulkhead (`concurrency.max` or adaptive), when it has one. */
+    readonly bulkhead: Middleware<unknown, unknown> | undefined = undefined,
   ) {}
 
   /** The handler built for `key` (one per transport), built on first use. */
@@ -70,10 +84,107 @@ export interface StatePool {
   readonly endpoints: Map<string, Endpoint>
   readonly budgets: Map<string, { readonly key: string; readonly budget: RetryBudget }>
   readonly latency: Map<string, LatencyHistogram>
+  readonly breakers: Map<string, { readonly key: string; readonly breaker: CircuitBreaker }>
+  /** Per service with outlier detection or health checks: ejections and probe results. */
+  readonly health: Map<string, EndpointHealth>
+  /** Per service with a concurrency limit: the bulkhead, whose permits must outlive an update. */
+  readonly bulkheads: Map<string, { readonly key: string; readonly stage: Middleware<unknown, unknown> }>
 }
 
 /** An empty {@link StatePool}. */
-export const statePool = (): StatePool => ({ endpoints: new Map(), budgets: new Map(), latency: new Map() })
+export const statePool = (): StatePool => ({
+  endpoints: new Map(),
+  budgets: new Map(),
+  latency: new Map(),
+  breakers: new Map(),
+  health: new Map(),
+  bulkheads: new Map(),
+})
+
+/**
+ * The service's bulkhead: the pooled one while its settings stay the same (calls in flight keep
+ * holding their permits across an update), else a new one.
+ */
+function bulkheadFor(
+  name: string,
+  config: ResolvedServiceConfig,
+  state: StatePool,
+  events: Events | undefined,
+): Middleware<unknown, unknown> | undefined {
+  const c = config.concurrency
+  if (c === undefined || (c.max === 0 && c.adaptive === undefined)) {
+    state.bulkheads.delete(name)
+    return undefined
+  }
+  const key = JSON.stringify([c.max, c.queue, c.queueTimeout, c.adaptive, c.maxLimit])
+  const pooled = state.bulkheads.get(name)
+  if (pooled !== undefined && pooled.key === key) return pooled.stage
+  const stage = bulkhead<unknown, unknown>({
+    max: c.max,
+    queue: c.queue,
+    queueTimeout: c.queueTimeout,
+    adaptive: c.adaptive,
+    maxLimit: c.maxLimit,
+    service: name,
+    ...(events ? { events } : {}),
+  })
+  state.bulkheads.set(name, { key, stage })
+  return stage
+}
+
+/** Stops what the pooled state runs on timers (active health checks): the mesh is closing. */
+export function closeState(state: StatePool): void {
+  for (const health of state.health.values()) health.close()
+}
+
+/**
+ * The service's health view: the pooled one (reconfigured, so ejections and probe results
+ * carry over), a new one, or none when the service has neither outlier detection nor health
+ * checks (then the pooled one is closed, which stops its probes).
+ */
+function healthFor(
+  name: string,
+  config: ResolvedServiceConfig,
+  endpoints: readonly Endpoint[],
+  state: StatePool,
+): EndpointHealth | undefined {
+  const pooled = state.health.get(name)
+  if (config.outlierDetection === undefined && config.healthCheck === undefined) {
+    pooled?.close()
+    state.health.delete(name)
+    return undefined
+  }
+  const settings = { outlierDetection: config.outlierDetection, healthCheck: config.healthCheck }
+  if (pooled !== undefined) {
+    pooled.configure(endpoints, settings)
+    return pooled
+  }
+  const health = new EndpointHealth(name, endpoints, settings)
+  state.health.set(name, health)
+  return health
+}
+
+/** The service's breaker: the pooled one while its settings stay the same, else a new one. */
+function breakerFor(
+  name: string,
+  config: ResolvedServiceConfig,
+  state: StatePool,
+): CircuitBreaker | undefined {
+  const cb = config.circuitBreaker
+  if (cb === undefined) {
+    state.breakers.delete(name)
+    return undefined
+  }
+  const key = JSON.stringify(cb)
+  const pooled = state.breakers.get(name)
+  if (pooled !== undefined && pooled.key === key) return pooled.breaker
+  const breaker = new CircuitBreaker({
+    ...cb,
+    windowSize: cb.windowSize ?? (cb.windowType === 'count' ? 100 : 60_000),
+  })
+  state.breakers.set(name, { key, breaker })
+  return breaker
+}
 
 /**
  * Builds a snapshot. Live state is taken from `pool` when it fits: endpoints when the same
@@ -81,7 +192,7 @@ export const statePool = (): StatePool => ({ endpoints: new Map(), budgets: new 
  * keeps the same budget settings, a service's latency history always; the pool is then trimmed
  * to what is in use.
  */
-export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool): Snapshot {
+export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool, events?: Events): Snapshot {
   const pool = state.endpoints
   const services = new Map<string, ServiceRuntime>()
   const used = new Set<string>()
@@ -112,11 +223,27 @@ export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool): Sna
     }
     services.set(
       name.toLowerCase(),
-      new ServiceRuntime(name, service, endpoints, strategyFor(service.loadBalancer), budget.budget, latency),
+      new ServiceRuntime(
+        name,
+        service,
+        endpoints,
+        strategyFor(service.loadBalancer),
+        budget.budget,
+        latency,
+        breakerFor(name, service, state),
+        healthFor(name, service, endpoints, state),
+        bulkheadFor(name, service, state, events),
+      ),
     )
   }
   for (const key of pool.keys()) if (!used.has(key)) pool.delete(key)
-  for (const map of [state.budgets, state.latency]) {
+  for (const [name, health] of state.health) {
+    if (!(name in config.services)) {
+      health.close()
+      state.health.delete(name)
+    }
+  }
+  for (const map of [state.budgets, state.latency, state.breakers, state.bulkheads]) {
     for (const name of map.keys()) if (!(name in config.services)) map.delete(name)
   }
   return { config, strict: config.strict, services }

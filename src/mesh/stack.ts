@@ -14,8 +14,13 @@ import { chain, type Handler, type Middleware } from '../core/handler.js'
 import type { Classifier, Protocol } from '../core/outcome.js'
 import { balancer } from '../stages/balancer/balancer.js'
 import type { Endpoint } from '../stages/balancer/endpoint.js'
+import type { EndpointHealth } from '../stages/balancer/health.js'
+import type { Probe } from '../stages/balancer/health-check.js'
 import type { Strategy } from '../stages/balancer/strategies.js'
+import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
+import { circuitBreaker } from '../stages/circuit-breaker/circuit-breaker.js'
 import { deadline } from '../stages/deadline/deadline.js'
+import { fallback } from '../stages/fallback/fallback.js'
 import {
   type Backoff,
   constantBackoff,
@@ -41,7 +46,21 @@ export interface StackParts<Req, Res> {
   readonly idempotent: (req: Req) => boolean
   readonly budget: RetryBudget
   readonly latency: LatencyHistogram
+  /** The service's health view (outlier detection, health checks), when configured. */
+  readonly health?: EndpointHealth | undefined
+  /** Probes an endpoint for active health checks, when the service has them. */
+  readonly probe?: Probe | undefined
+  readonly breaker: CircuitBreaker | undefined
+  /** The service's bulkhead (kept across updates by the runtime), when it has one. */
+  readonly bulkhead?: Middleware<Req, Res> | undefined
+  /** Makes the fallback answer, when the service has one. */
+  readonly fallback: ((req: Req, error: unknown) => Res | Promise<Res>) | undefined
   readonly events: Events
+}
+
+/** A hedge delay from config: ms, or `'p95'` for a percentile of recent latency. */
+function hedgeDelay(delay: number | string): { delay: number } | { percentile: number } {
+  return typeof delay === 'number' ? { delay } : { percentile: Number(delay.slice(1)) }
 }
 
 function backoffFor(config: ResolvedServiceConfig['retry']['backoff']): Backoff {
@@ -58,10 +77,23 @@ function backoffFor(config: ResolvedServiceConfig['retry']['backoff']): Backoff 
 /** The service's middlewares, outermost first. */
 export function serviceStages<Req, Res>(parts: StackParts<Req, Res>): Middleware<Req, Res>[] {
   const { name, config, classify, protocol, events, budget } = parts
-  const stages: Middleware<Req, Res>[] = [
+  const stages: Middleware<Req, Res>[] = []
+  if (config.fallback && parts.fallback) {
+    // fallback: outermost, so it sees what the caller would see (the deadline, an open circuit,
+    // a full bulkhead, an exhausted budget) and answers instead.
+    stages.push(fallback({ on: config.fallback.on, respond: parts.fallback, service: name, events }))
+  }
+  stages.push(
     // deadline: the whole-call budget, set before retries so every try shares it. A number on
     // the context, not a timer: the attempt timeout below arms the only timer.
     deadline({ timeout: config.timeout }),
+  )
+  if (parts.bulkhead) {
+    // bulkhead: inside the deadline (which bounds the queue wait), outside retry: one permit per
+    // call, attempts included, so a retrying call cannot take more of the service than one slot.
+    stages.push(parts.bulkhead)
+  }
+  stages.push(
     // retry: outside the balancer so a retry may land on another endpoint; outside the attempt
     // timeout so each try gets its own limit; never past the deadline; each call deposits in the
     // service's budget and each retry withdraws from it.
@@ -74,14 +106,13 @@ export function serviceStages<Req, Res>(parts: StackParts<Req, Res>): Middleware
       service: name,
       events,
     }),
-  ]
+  )
   if (config.hedge) {
     // hedge: inside retry (a retry re-runs the whole race) and outside the balancer, so each
     // hedge picks its own endpoint, avoiding those the call already uses.
     stages.push(
       hedge({
-        delay: config.hedge.delay,
-        percentile: config.hedge.percentile,
+        ...hedgeDelay(config.hedge.delay),
         latency: parts.latency,
         maxAttempts: config.hedge.maxAttempts,
         idempotent: parts.idempotent,
@@ -93,9 +124,25 @@ export function serviceStages<Req, Res>(parts: StackParts<Req, Res>): Middleware
       }),
     )
   }
+  if (parts.breaker) {
+    // circuit breaker: inside retry, so it sees each attempt and an open circuit fails fast
+    // instead of being retried; outside the balancer, as it judges the destination as a whole.
+    stages.push(circuitBreaker({ breaker: parts.breaker, classify, service: name, events }))
+  }
   stages.push(
-    // balancer: picks the endpoint per attempt and counts its in-flight load.
-    balancer({ service: name, endpoints: parts.endpoints, strategy: parts.strategy }),
+    // balancer: picks the endpoint per attempt among those in rotation (outlier detection and
+    // health checks feed it; a panic threshold falls back to all), counts its in-flight load and
+    // passes over endpoints at `concurrency.perEndpoint`.
+    balancer({
+      service: name,
+      endpoints: parts.endpoints,
+      strategy: parts.strategy,
+      health: parts.health,
+      classify,
+      probe: parts.probe,
+      perEndpoint: config.concurrency?.perEndpoint,
+      events,
+    }),
     // attempt timeout: innermost before the transport, so the one timer of an attempt covers
     // exactly the network exchange, at min(deadline, perTryTimeout).
     timeout({ perTryTimeout: config.retry.perTryTimeout, service: name, events }),

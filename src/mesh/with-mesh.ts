@@ -9,7 +9,8 @@ import { httpProtocol } from '../adapters/fetch/protocol.js'
 import { type HttpRequest, parseTarget, toHttpRequest, urlOf } from '../adapters/fetch/request.js'
 import { fetchTransport } from '../adapters/fetch/transport.js'
 import { UnknownServiceError } from '../core/errors.js'
-import type { Handler } from '../core/handler.js'
+import type { Handler, Middleware } from '../core/handler.js'
+import { handlerProbe, type Probe } from '../stages/balancer/health-check.js'
 import type { MeshConfig } from './config/config.js'
 import { createMesh, type Mesh } from './mesh.js'
 import type { ServiceRuntime } from './runtime.js'
@@ -53,6 +54,11 @@ export function withMesh(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof
         idempotent: idempotence(svc.config.retry.methods),
         budget: svc.budget,
         latency: svc.latency,
+        health: svc.health,
+        probe: httpProbe(svc, transport),
+        breaker: svc.breaker,
+        bulkhead: svc.bulkhead as Middleware<HttpRequest, Response> | undefined,
+        fallback: httpFallback(svc, m),
         events: m.events,
       },
       transport,
@@ -77,6 +83,37 @@ export function withMesh(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof
   }
   meshes.set(meshFetch, m)
   return meshFetch as typeof fetch
+}
+
+/** The fallback of an HTTP service: the application's function, else the static response of its config. */
+function httpFallback(
+  svc: ServiceRuntime,
+  m: Mesh,
+): ((req: HttpRequest, error: unknown) => Promise<Response>) | undefined {
+  const custom = m.fallbacks?.[svc.name]
+  if (custom) return async (req, error) => custom(error, req)
+  const f = svc.config.fallback
+  if (f === undefined) return undefined
+  return async () => new Response(f.body === '' ? null : f.body, { status: f.status, headers: f.headers })
+}
+
+/** Active health checks of an HTTP service: a GET of its `healthCheck.path`; a 2xx is healthy. */
+function httpProbe(svc: ServiceRuntime, transport: Handler<HttpRequest, Response>): Probe | undefined {
+  const hc = svc.config.healthCheck
+  if (hc === undefined) return undefined
+  const request: HttpRequest = {
+    service: svc.name,
+    path: hc.path,
+    method: 'GET',
+    init: { method: 'GET' },
+    replayable: true,
+    signal: undefined,
+    propagateDeadline: false,
+  }
+  return handlerProbe(transport, request, (res) => {
+    httpProtocol.discard(res)
+    return res.status >= 200 && res.status < 300
+  })
 }
 
 /** The mesh behind a client returned by {@link withMesh}, or `undefined`. */

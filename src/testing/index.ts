@@ -16,6 +16,7 @@ export {
   type SimRequest,
   type SimulationReport,
   simulate,
+  type Transition,
 } from './simulate.js'
 export {
   type EndpointBehavior,

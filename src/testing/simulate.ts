@@ -109,6 +109,17 @@ export interface SimulationReport {
   readonly endpoints: Readonly<Record<string, EndpointReport>>
   /** Mesh events counted during the run. */
   readonly events: Readonly<Record<string, number>>
+  /** Circuit breaker and ejection transitions, in order, with their virtual time (ms from the start). */
+  readonly transitions: readonly Transition[]
+}
+
+/** A state change seen during a simulation. */
+export interface Transition {
+  /** Ms of virtual time from the run's start. */
+  readonly at: number
+  readonly service: string
+  /** What changed: `circuit closed -> open`, `eject http://... (consecutive-failures)`, `return http://...`. */
+  readonly what: string
 }
 
 const ms = (d: SimDuration, what: string): number => {
@@ -181,6 +192,7 @@ export async function simulate(config: MeshConfig, scenario: Scenario): Promise<
   const isSuccess = scenario.isSuccess ?? ((res: Response) => res.ok)
 
   const clock = new ManualClock()
+  const start = clock.now()
   const endpoints = new SimulatedEndpoints({
     ...(scenario.endpoints ? { endpoints: scenario.endpoints } : {}),
     ...(scenario.defaults ? { defaults: scenario.defaults } : {}),
@@ -201,11 +213,35 @@ export async function simulate(config: MeshConfig, scenario: Scenario): Promise<
     httpTransport: endpoints.httpTransport(),
   })
   const events: Record<string, number> = {}
-  for (const type of ['retry', 'timeout', 'hedge', 'retry-budget-exhausted'] as const) {
+  for (const type of [
+    'retry',
+    'timeout',
+    'hedge',
+    'retry-budget-exhausted',
+    'circuit-state',
+    'ejection',
+    'ejection-end',
+    'bulkhead-full',
+    'fallback',
+  ] as const) {
     mesh.events.on(type, () => {
       events[type] = (events[type] ?? 0) + 1
     })
   }
+  const transitions: Transition[] = []
+  mesh.events.on('circuit-state', (e) =>
+    transitions.push({ at: clock.now() - start, service: e.service, what: `circuit ${e.from} -> ${e.to}` }),
+  )
+  mesh.events.on('ejection', (e) =>
+    transitions.push({
+      at: clock.now() - start,
+      service: e.service,
+      what: `eject ${e.endpoint} (${e.reason})`,
+    }),
+  )
+  mesh.events.on('ejection-end', (e) =>
+    transitions.push({ at: clock.now() - start, service: e.service, what: `return ${e.endpoint}` }),
+  )
   const call = withMesh(noFetch, mesh)
   const arrivalRandom = seededRandom(seed ^ 0x27d4eb2f)
 
@@ -219,7 +255,6 @@ export async function simulate(config: MeshConfig, scenario: Scenario): Promise<
     outcomes[key] = (outcomes[key] ?? 0) + 1
   }
 
-  const start = clock.now()
   const end = start + duration
   const one = async (): Promise<void> => {
     const index = calls++
@@ -269,11 +304,15 @@ export async function simulate(config: MeshConfig, scenario: Scenario): Promise<
   }
 
   await clock.advanceTo(end)
+  // Closing now stops what runs on timers of its own (active health checks) while the calls in
+  // flight finish: otherwise their probes would keep the clock busy for ever.
+  const closing = mesh.close()
   // Let every call started during the run finish: run timers until none is left (deadlines bound
   // this; at most an hour of virtual time). A call still in flight then has no timer that could
   // ever end it (a hung endpoint and no deadline): closing the mesh cancels it (`MESH_CLOSED`).
   await clock.runAll(3_600_000)
-  await mesh.close({ force: inflight > 0 })
+  if (inflight > 0) void mesh.close({ force: true })
+  await closing
 
   const attempts = [...endpoints.stats.values()].reduce((n, s) => n + s.attempts, 0)
   // Endpoints in config order (those never called included), then any other that was called.
@@ -308,6 +347,7 @@ export async function simulate(config: MeshConfig, scenario: Scenario): Promise<
         .sort()
         .map((k) => [k, events[k]!]),
     ),
+    transitions,
   }
 }
 

@@ -182,28 +182,17 @@ const retry = object({
 
 const PERCENTILE = /^p(\d{1,2}(\.\d+)?)$/
 
-const hedge = transform(
-  object({
-    /**
-     * When to send a hedge: a duration after the previous attempt started, or a percentile of
-     * the service's recent latency (`'p95'`, Finagle's `BackupRequestFilter`). Required.
-     */
-    delay: union(
-      duration(),
-      string({ pattern: PERCENTILE, expected: 'a percentile such as "p95"' }),
-    ).describe('A duration, or a percentile of recent latency such as "p95".'),
-    /** Attempts at most, the first included, 2..5 (gRFC A6 caps at 5). Default `2`. */
-    maxAttempts: optional(integer({ min: 2, max: 5 }), 2).describe('Attempts at most, the first included.'),
-  }),
-  (h) => {
-    const match = typeof h.delay === 'string' ? PERCENTILE.exec(h.delay) : null
-    return {
-      delay: typeof h.delay === 'number' ? h.delay : undefined,
-      percentile: match ? Number(match[1]) : undefined,
-      maxAttempts: h.maxAttempts,
-    }
-  },
-)
+const hedge = object({
+  /**
+   * When to send a hedge: a duration after the previous attempt started, or a percentile of
+   * the service's recent latency (`'p95'`, Finagle's `BackupRequestFilter`). Required.
+   */
+  delay: union(duration(), string({ pattern: PERCENTILE, expected: 'a percentile such as "p95"' })).describe(
+    'A duration, or a percentile of recent latency such as "p95".',
+  ),
+  /** Attempts at most, the first included, 2..5 (gRFC A6 caps at 5). Default `2`. */
+  maxAttempts: optional(integer({ min: 2, max: 5 }), 2).describe('Attempts at most, the first included.'),
+})
 
 const circuitBreaker = object({
   /** Open after this many failures in a row; `0` turns this trigger off. Default `5`. */
@@ -297,7 +286,10 @@ const outlierDetection = object({
   maxEjectionPercent: optional(number({ min: 0, max: 100 }), 10).describe(
     'At most this percent ejected at once.',
   ),
-  /** Success-rate ejection (gRFC A50); `null`/absent turns it off. Default on, with its defaults. */
+  /**
+   * Success-rate ejection (gRFC A50). Default on, with its defaults; `{ enforcementPercentage: 0 }`
+   * turns it off.
+   */
   successRateEjection: optional(successRateEjection, {}).describe('Success-rate ejection (gRFC A50).'),
   /** Failure-percentage ejection (gRFC A50). Default off. */
   failurePercentageEjection: optional(failurePercentageEjection).describe(

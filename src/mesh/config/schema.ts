@@ -49,10 +49,13 @@ export type Output<S extends AnySchema> = NonNullable<S['~types']>['output']
 type Shape = Record<string, AnySchema>
 type Simplify<T> = { [K in keyof T]: T[K] } & {}
 type OptionalKey<S extends Shape> = { [K in keyof S]: S[K]['isOptional'] extends true ? K : never }[keyof S]
-/** The input of {@link object}: keys holding an {@link optional} schema may be left out. */
+/**
+ * The input of {@link object}: keys holding an {@link optional} schema may be left out or be
+ * `undefined` (so a resolved config, whose absent options read `undefined`, can be fed back).
+ */
 export type ObjectInput<S extends Shape> = Simplify<
   { [K in keyof S as K extends OptionalKey<S> ? never : K]: Input<S[K]> } & {
-    [K in keyof S as K extends OptionalKey<S> ? K : never]?: Input<S[K]>
+    [K in keyof S as K extends OptionalKey<S> ? K : never]?: Input<S[K]> | undefined
   }
 >
 /** The output of {@link object}: every key present. */

@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import type { Context } from '../../core/context.js'
+import { Events } from '../../core/events.js'
 import { chain } from '../../core/handler.js'
+import type { Outcome, Verdict } from '../../core/outcome.js'
 import { seededRandom } from '../../core/random.js'
 import { fixture } from '../test-kit.js'
 import { balancer } from './balancer.js'
 import { ENDPOINT, Endpoint } from './endpoint.js'
+import { EndpointHealth } from './health.js'
+import { OUTLIER_DETECTION_DEFAULTS, type OutlierDetectionOptions } from './outlier-detection.js'
 import { leastRequest, randomPick, roundRobin } from './strategies.js'
 
 const endpoints = (n: number, weights: number[] = []) =>
@@ -129,5 +133,222 @@ describe('retries prefer endpoints not yet tried (previous_hosts)', () => {
       async () => 1,
     )
     expect(await h({}, ctx)).toBe(1)
+  })
+})
+
+describe('balancer with outlier detection', () => {
+  const od = (o: Partial<OutlierDetectionOptions> = {}) => ({ ...OUTLIER_DETECTION_DEFAULTS, ...o })
+  const verdictOf = (_req: { fail?: string }, o: Outcome<string>): Verdict =>
+    o.ok ? 'success' : o.error === 'cancelled' ? 'ignored' : 'retryable'
+
+  function setup(
+    n: number,
+    settings: Partial<OutlierDetectionOptions> = {},
+    bad: readonly string[] = ['e1'],
+  ) {
+    const { ctx, clock } = fixture(4)
+    const eps = endpoints(n)
+    const events = new Events()
+    const ejections: string[] = []
+    events.on('ejection', (e) => ejections.push(`${e.endpoint}:${e.reason}`))
+    const health = new EndpointHealth('s', eps, { outlierDetection: od(settings) })
+    const hits = new Map<string, number>()
+    let failWith: unknown = 'boom'
+    const h = chain(
+      [
+        balancer({
+          service: 's',
+          endpoints: eps,
+          strategy: roundRobin(),
+          health,
+          classify: verdictOf,
+          events,
+        }),
+      ],
+      async (_r: { fail?: string }, c: Context) => {
+        const a = c.get(ENDPOINT)!.address
+        hits.set(a, (hits.get(a) ?? 0) + 1)
+        if (bad.includes(a)) throw failWith
+        return a
+      },
+    )
+    return {
+      ctx,
+      clock,
+      eps,
+      health,
+      h,
+      hits,
+      ejections,
+      setFailure(e: unknown) {
+        failWith = e
+      },
+    }
+  }
+
+  it('ejects at the failure that crosses the threshold and then skips the endpoint', async () => {
+    const t = setup(3, { consecutiveFailures: 2 })
+    for (let i = 0; i < 6; i++) await t.h({}, t.ctx).catch(() => {})
+    expect(t.ejections).toEqual(['e1:consecutive-failures'])
+    t.hits.clear()
+    for (let i = 0; i < 30; i++) await t.h({}, t.ctx)
+    expect(t.hits.get('e1')).toBeUndefined()
+    expect(t.eps.map((e) => e.pending)).toEqual([0, 0, 0])
+  })
+
+  it('counts only what the classifier calls a failure: ignored outcomes eject nobody', async () => {
+    const t = setup(3, { consecutiveFailures: 2 })
+    t.setFailure('cancelled')
+    for (let i = 0; i < 30; i++) await t.h({}, t.ctx).catch(() => {})
+    expect(t.ejections).toEqual([])
+  })
+
+  it('brings the endpoint back after the ejection time, with no timer armed', async () => {
+    const t = setup(3, { consecutiveFailures: 1, baseEjectionTime: 1_000 }, [])
+    await t.h({}, t.ctx)
+    t.health.record(t.eps[0]!, 'failure', t.clock.now(), t.ctx.random)
+    t.hits.clear()
+    for (let i = 0; i < 9; i++) await t.h({}, t.ctx)
+    expect(t.hits.get('e0')).toBeUndefined()
+    await t.clock.advance(1_000)
+    for (let i = 0; i < 9; i++) await t.h({}, t.ctx)
+    expect(t.hits.get('e0')).toBe(3)
+    expect(t.clock.pendingTimers).toBe(0)
+  })
+
+  it('falls back to every endpoint in panic, or fails with NO_HEALTHY_ENDPOINT when panic is off', async () => {
+    const t = setup(2, { consecutiveFailures: 1, maxEjectionPercent: 100 }, ['e0', 'e1'])
+    for (let i = 0; i < 4; i++) await t.h({}, t.ctx).catch(() => {})
+    expect(t.health.ejectedCount).toBe(2)
+    t.hits.clear()
+    for (let i = 0; i < 4; i++) await t.h({}, t.ctx).catch(() => {})
+    expect(t.hits.size).toBe(2)
+    const off = setup(2, { consecutiveFailures: 1, maxEjectionPercent: 100, panicThreshold: 0 }, ['e0', 'e1'])
+    for (let i = 0; i < 2; i++) await off.h({}, off.ctx).catch(() => {})
+    await expect(off.h({}, off.ctx)).rejects.toMatchObject({ code: 'NO_HEALTHY_ENDPOINT', service: 's' })
+  })
+
+  it('10,000 endpoints with outlier detection: calls arm no timer, and the rotation is not rebuilt per call', async () => {
+    const { ctx, clock } = fixture(2)
+    const eps = endpoints(10_000)
+    const health = new EndpointHealth('s', eps, { outlierDetection: od({ interval: 1_000 }) })
+    const h = chain(
+      [
+        balancer({
+          service: 's',
+          endpoints: eps,
+          strategy: leastRequest(),
+          health,
+          classify: () => 'success',
+        }),
+      ],
+      async () => 1,
+    )
+    const rotation = health.inRotation(clock.now(), ctx.random)
+    for (let i = 0; i < 2_000; i++) {
+      await h({}, ctx)
+      if (i % 100 === 0) await clock.advance(370) // past several intervals
+    }
+    expect(clock.pendingTimers).toBe(0)
+    expect(health.inRotation(clock.now(), ctx.random)).toBe(rotation)
+  })
+
+  it('calls still in flight on a replaced configuration pick from their own endpoint list', async () => {
+    const { ctx } = fixture()
+    const [a, b, c] = endpoints(3) as [Endpoint, Endpoint, Endpoint]
+    const health = new EndpointHealth('s', [a, b], { outlierDetection: od({ consecutiveFailures: 1 }) })
+    const old = chain<object, string>(
+      [
+        balancer({
+          service: 's',
+          endpoints: [a, b],
+          strategy: roundRobin(),
+          health,
+          classify: () => 'success',
+        }),
+      ],
+      async (_r, x: Context) => x.get(ENDPOINT)!.address,
+    )
+    health.configure([b, c], { outlierDetection: od({ consecutiveFailures: 1, maxEjectionPercent: 100 }) })
+    health.record(b, 'failure', 0, ctx.random)
+    const seen = new Set<string>()
+    for (let i = 0; i < 4; i++) seen.add(await old({}, ctx))
+    expect(seen).toEqual(new Set(['e0']))
+  })
+})
+
+describe('balancer with health checks', () => {
+  it('starts the probes on the first call, not before, with one timer', async () => {
+    const { ctx, clock } = fixture()
+    const eps = endpoints(3)
+    const health = new EndpointHealth('s', eps, {
+      healthCheck: { interval: 1_000, timeout: 100, healthyThreshold: 1, unhealthyThreshold: 1 },
+    })
+    const probed: string[] = []
+    const h = chain<object, string>(
+      [
+        balancer({
+          service: 's',
+          endpoints: eps,
+          strategy: roundRobin(),
+          health,
+          probe: async (e) => {
+            probed.push(e.address)
+            return e.address !== 'e2'
+          },
+        }),
+      ],
+      async (_r, c: Context) => c.get(ENDPOINT)!.address,
+    )
+    await clock.advance(5_000)
+    expect(probed).toEqual([])
+    expect(clock.pendingTimers).toBe(0)
+    await h({}, ctx)
+    expect(clock.pendingTimers).toBe(1)
+    await clock.advance(1_000)
+    const seen = new Set<string>()
+    for (let i = 0; i < 6; i++) seen.add(await h({}, ctx))
+    expect(seen).toEqual(new Set(['e0', 'e1']))
+    health.close()
+    expect(clock.pendingTimers).toBe(0)
+    await h({}, ctx)
+    expect(clock.pendingTimers).toBe(0)
+  })
+})
+
+describe('per-endpoint concurrency', () => {
+  it('passes over a full endpoint, and fails with BULKHEAD_FULL when all are full', async () => {
+    const { ctx } = fixture()
+    const eps = endpoints(2)
+    const gates: Array<() => void> = []
+    const h = chain(
+      [balancer({ service: 's', endpoints: eps, strategy: roundRobin(), perEndpoint: 2 })],
+      (_r, c: Context) =>
+        new Promise<string>((resolve) => gates.push(() => resolve(c.get(ENDPOINT)!.address))),
+    )
+    const calls = Array.from({ length: 4 }, () => h({}, ctx))
+    expect(eps.map((e) => e.pending)).toEqual([2, 2])
+    await expect(h({}, ctx)).rejects.toMatchObject({ code: 'BULKHEAD_FULL', service: 's' })
+    gates.shift()!()
+    await calls[0]
+    expect(eps.map((e) => e.pending)).toEqual([1, 2])
+    // Round robin would take e1 now; it is full, so e0 takes the attempt.
+    const next = h({}, ctx)
+    expect(eps.map((e) => e.pending)).toEqual([2, 2])
+    for (const g of gates.splice(0)) g()
+    await Promise.all([...calls, next])
+    expect(eps.map((e) => e.pending)).toEqual([0, 0])
+  })
+
+  it('0 means no limit, and the plain stage is used', async () => {
+    const { ctx } = fixture()
+    const eps = endpoints(1)
+    const gates: Array<() => void> = []
+    const stage = balancer({ service: 's', endpoints: eps, strategy: roundRobin(), perEndpoint: 0 })
+    const h = chain([stage], () => new Promise<number>((r) => gates.push(() => r(1))))
+    const calls = Array.from({ length: 50 }, () => h({}, ctx))
+    expect(eps[0]!.pending).toBe(50)
+    for (const g of gates) g()
+    await Promise.all(calls)
   })
 })

@@ -17,6 +17,56 @@ export interface EndpointInit {
   readonly zone?: string | undefined
 }
 
+/**
+ * What outlier detection and active health checks know of one endpoint. It lives on the
+ * {@link Endpoint}, so it survives config updates with it; the service's `EndpointHealth`
+ * (`health.ts`) is the only writer. Plain numbers and flags: recording an outcome is a few field
+ * updates, never an allocation.
+ */
+export class EndpointHealthState {
+  /** @internal The `EndpointHealth` that counts this endpoint; `undefined` when none does. */
+  owner: object | undefined = undefined
+  /** Whether outlier detection has taken the endpoint out of rotation. */
+  ejected = false
+  /** When the current ejection ends (clock ms); meaningful while {@link ejected}. */
+  ejectedUntil = 0
+  /** When the last ejection ended (clock ms); `-Infinity` when never ejected. */
+  unejectedAt = Number.NEGATIVE_INFINITY
+  /**
+   * The ejection-time multiplier (A50): one more at each ejection, one less at each interval the
+   * endpoint spent in rotation, so a flapping endpoint stays out longer and longer.
+   */
+  multiplier = 0
+  /** Failures in a row (consecutive-failure ejection); a success resets it. */
+  consecutiveFailures = 0
+  /** Successes in the current interval (rate-based ejection). */
+  successes = 0
+  /** Failures in the current interval (rate-based ejection). */
+  failures = 0
+  /** Whether active health checks let the endpoint serve; `true` until they say otherwise. */
+  checkedHealthy = true
+  /** Probes in a row that passed (active health checks). */
+  probeSuccesses = 0
+  /** Probes in a row that failed (active health checks). */
+  probeFailures = 0
+  /** Whether a probe of this endpoint is in flight. */
+  probing = false
+
+  /** Forgets everything: the endpoint is in rotation with no history. */
+  reset(): void {
+    this.ejected = false
+    this.ejectedUntil = 0
+    this.unejectedAt = Number.NEGATIVE_INFINITY
+    this.multiplier = 0
+    this.consecutiveFailures = 0
+    this.successes = 0
+    this.failures = 0
+    this.checkedHealthy = true
+    this.probeSuccesses = 0
+    this.probeFailures = 0
+  }
+}
+
 /** One upstream instance, with the load counters balancing reads. */
 export class Endpoint {
   /** Where to send. */
@@ -29,6 +79,8 @@ export class Endpoint {
   zone: string | undefined = undefined
   /** Attempts in flight on this endpoint now. */
   pending = 0
+  /** Outlier detection and health-check state (read by the balancer when health is configured). */
+  readonly health = new EndpointHealthState()
 
   constructor(init: EndpointInit) {
     this.address = init.address

@@ -173,7 +173,10 @@ describe('each backoff on the manual clock', () => {
       }
       const { clock, ctx } = fixture(9)
       const { handler, seen } = scripted([503, 503, 503, 503, 200])
-      const h = chain([retry({ attempts: 5, backoff, classify: classifyFake, protocol: fakeProtocol })], handler)
+      const h = chain(
+        [retry({ attempts: 5, backoff, classify: classifyFake, protocol: fakeProtocol })],
+        handler,
+      )
       const p = h(replayable, ctx)
       await clock.advance(10_000)
       expect(await p, name).toEqual({ status: 200 })
