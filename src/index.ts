@@ -17,6 +17,26 @@ export { type InboundDeadlineOptions, inboundTimeout, withInboundDeadline } from
 export { httpProtocol, parseRetryAfter } from './adapters/fetch/protocol.js'
 export { type HttpRequest, isIdempotent } from './adapters/fetch/request.js'
 export { fetchTransport } from './adapters/fetch/transport.js'
+export { GrpcChannelPool, type GrpcChannelPoolOptions } from './adapters/grpc/channels.js'
+export { DEFAULT_GRPC_RETRYABLE_STATUS_CODES, grpcClassifier } from './adapters/grpc/classify.js'
+export type { GrpcClientLike, GrpcMetadata } from './adapters/grpc/grpc-types.js'
+export { type GrpcHealthProbeOptions, grpcHealthProbe, HEALTH_CHECK_PATH } from './adapters/grpc/health.js'
+export { type UnaryCallOptions, unaryCall } from './adapters/grpc/promise.js'
+export { grpcProtocol, parsePushback } from './adapters/grpc/protocol.js'
+export {
+  type GrpcMethodKind,
+  type GrpcRequest,
+  type GrpcResponse,
+  serviceOfTarget,
+} from './adapters/grpc/request.js'
+export {
+  type FromGrpcServiceConfigOptions,
+  fromGrpcServiceConfig,
+  type GrpcFailureStatus,
+  type GrpcServiceConfigPatch,
+  type GrpcServiceConfigTranslation,
+} from './adapters/grpc/service-config.js'
+export { GrpcStatus, type GrpcStatusName, type MeshStatus, statusOfError } from './adapters/grpc/status.js'
 export { type AbortListener, Cancellation, ChildCancellation, neverCancelled } from './core/cancel.js'
 export { type Clock, systemClock, type TimerHandle } from './core/clock.js'
 export { Context, type ContextInit, type ContextKey, createContextKey } from './core/context.js'
@@ -45,15 +65,33 @@ export {
   type MeshConfig,
   meshConfigSchema,
   parseConfig,
+  type ResolvedDiscoveryConfig,
   type ResolvedEndpoint,
   type ResolvedMeshConfig,
+  type ResolvedRoute,
   type ResolvedServiceConfig,
   type RetryOn,
   type ServiceConfig,
 } from './mesh/config/config.js'
 export type { Duration } from './mesh/config/duration.js'
+export {
+  type ConfigWatcher,
+  loadConfig,
+  type WatchConfigOptions,
+  watchConfig,
+} from './mesh/config/load-config.js'
 export type { Input, Output, Schema } from './mesh/config/schema.js'
+export type { EndpointInput, EndpointResolver } from './mesh/discovery/discovery.js'
+export type { DnsOptions } from './mesh/discovery/dns.js'
+export {
+  fromIstio,
+  type IstioEndpoints,
+  type IstioImport,
+  type IstioServiceConfig,
+  type IstioTranslation,
+} from './mesh/istio/from-istio.js'
 export { type CloseOptions, createMesh, Mesh, type MeshOptions } from './mesh/mesh.js'
+export { type WithMeshGrpcOptions, withMeshGrpc } from './mesh/with-grpc.js'
 export { meshOf, withMesh } from './mesh/with-mesh.js'
 export { type BalancerOptions, balancer } from './stages/balancer/balancer.js'
 export {
@@ -70,6 +108,7 @@ export {
   handlerProbe,
   type Probe,
 } from './stages/balancer/health-check.js'
+export { type LocalityOptions, locality } from './stages/balancer/locality.js'
 export {
   ejectionLimit,
   FAILURE_PERCENTAGE_DEFAULTS,
@@ -79,7 +118,19 @@ export {
   type OutlierDetectionOptions,
   type SuccessRateEjectionOptions,
 } from './stages/balancer/outlier-detection.js'
-export { leastRequest, randomPick, roundRobin, type Strategy } from './stages/balancer/strategies.js'
+export { type PeakEwmaOptions, peakEwma } from './stages/balancer/peak-ewma.js'
+export { type RingHashOptions, ringHash } from './stages/balancer/ring-hash.js'
+export { EffectiveWeights, type SlowStartOptions } from './stages/balancer/slow-start.js'
+export {
+  leastRequest,
+  type PickInput,
+  randomPick,
+  roundRobin,
+  type Strategy,
+  type WeightedStrategyOptions,
+  WeightTable,
+  weightedRoundRobin,
+} from './stages/balancer/strategies.js'
 export {
   type Gradient2LimitOptions,
   gradient2Limit,
@@ -112,6 +163,7 @@ export {
   runWithDeadline,
 } from './stages/deadline/propagation.js'
 export { type FallbackOn, type FallbackOptions, fallback, fallbackCode } from './stages/fallback/fallback.js'
+export { type FaultOptions, fault, type HeaderFault } from './stages/fault/fault.js'
 export {
   type Backoff,
   constantBackoff,
@@ -132,4 +184,16 @@ export {
 export { HedgeLostError, type HedgeOptions, hedge } from './stages/retry/hedge.js'
 export { LatencyHistogram, type LatencyHistogramOptions } from './stages/retry/latency-histogram.js'
 export { type RetryOptions, retry } from './stages/retry/retry.js'
+export {
+  type PathMatch,
+  type RouteDestination,
+  type Routed,
+  type RouteMatch,
+  type RouteRule,
+  Router,
+  type RouteView,
+  type StringMatch,
+  stableUnit,
+  templatePattern,
+} from './stages/router/router.js'
 export { type TimeoutOptions, timeout } from './stages/timeout/timeout.js'

@@ -58,6 +58,15 @@ describe('simulate()', () => {
     expect(lr.endpoints[backends[0]!]!.share).toBeLessThan(rr.endpoints[backends[0]!]!.share)
   })
 
+  it('keeps 99.9% of calls with peak EWMA in the slow-backend scenario, where round robin loses 4.5%', async () => {
+    const peak = await simulate(slowBackendConfig('peak-ewma'), slowBackendScenario)
+    expect(peak.successRate).toBeGreaterThanOrEqual(0.999)
+    // It learns from the first timeouts and sends the slow backend less than least-request does.
+    const lr = await simulate(slowBackendConfig('least-request'), slowBackendScenario)
+    expect(peak.endpoints[backends[0]!]!.share).toBeLessThan(lr.endpoints[backends[0]!]!.share)
+    expect(peak.successRate).toBeGreaterThan(lr.successRate)
+  })
+
   it('docs/simulation.md holds the numbers a fresh `npm run docs:simulation` prints', async () => {
     const committed = readFileSync(new URL('../docs/simulation.md', import.meta.url), 'utf8')
     expect(committed).toBe(await render())

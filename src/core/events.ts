@@ -34,6 +34,21 @@ export interface MeshEvents {
   timeout: { service: string; scope: 'call' | 'attempt'; timeout: number }
   /** The mesh configuration was replaced. */
   'config-updated': { services: number }
+  /**
+   * Discovery found a new endpoint set for `service` and the mesh swapped it in: `added` and
+   * `removed` list addresses; `endpoints` counts the new set.
+   */
+  'discovery-updated': {
+    service: string
+    endpoints: number
+    added: readonly string[]
+    removed: readonly string[]
+  }
+  /**
+   * A resolution of `service` failed, answered nothing or gave an invalid set; the last good
+   * set (`endpoints` of them) stays in force.
+   */
+  'discovery-error': { service: string; error: unknown; endpoints: number }
 }
 
 /** Receives one event. */

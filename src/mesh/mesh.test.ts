@@ -123,6 +123,8 @@ describe('mesh on the manual clock', () => {
   })
 
   it('rejects a non-function with a clear TypeError', () => {
-    expect(() => withMesh(42 as never, { services })).toThrow(/expected a fetch function, got number/)
+    expect(() => withMesh(42 as never, { services })).toThrow(
+      'expected a fetch function or a @grpc/grpc-js client, got number',
+    )
   })
 })

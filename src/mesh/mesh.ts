@@ -14,6 +14,8 @@ import type { Handler } from '../core/handler.js'
 import { type Random, systemRandom } from '../core/random.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { type MeshConfig, parseConfig, type ResolvedMeshConfig } from './config/config.js'
+import { Discovery, type EndpointResolver } from './discovery/discovery.js'
+import type { DnsOptions } from './discovery/dns.js'
 import { buildSnapshot, closeState, type Snapshot, statePool } from './runtime.js'
 
 /** Options of {@link createMesh}, for tests and simulations more than for production. */
@@ -34,6 +36,15 @@ export interface MeshOptions {
   readonly fallbacks?: Readonly<
     Record<string, (error: unknown, req: HttpRequest) => Response | Promise<Response>>
   >
+  /**
+   * Custom endpoint resolvers by service name, used while the service's config has `discovery`
+   * (`discovery: {}` when there is no DNS name): a function returning the endpoint set (called
+   * at once, then every `discovery.refresh`) or an async iterable yielding sets. A resolver wins
+   * over `discovery.dns`. Default none.
+   */
+  readonly resolvers?: Readonly<Record<string, EndpointResolver>>
+  /** Where and how DNS discovery asks (servers, timeout, tries). Default: the system's resolver. */
+  readonly dns?: DnsOptions
 }
 
 /** Options of {@link Mesh.close}. */
@@ -58,10 +69,15 @@ export class Mesh {
   /** @internal */
   readonly fallbacks: MeshOptions['fallbacks']
   #snapshot: Snapshot
+  // The config as given; the snapshot's is this one with discovered endpoint sets in place.
+  #base: ResolvedMeshConfig
+  readonly #discovery: Discovery
   readonly #pool = statePool()
   readonly #inflight = new Set<Cancellation>()
   #closed = false
   #closing: Promise<void> | undefined
+  #closed2 = false
+  readonly #onClose: Array<() => void> = []
   #drained: (() => void) | undefined
 
   /** @internal Use {@link createMesh}. */
@@ -70,10 +86,33 @@ export class Mesh {
     this.random = options.random ?? systemRandom
     this.httpTransport = options.httpTransport
     this.fallbacks = options.fallbacks
+    this.#discovery = new Discovery({
+      clock: this.clock,
+      random: this.random,
+      events: this.events,
+      resolvers: options.resolvers,
+      dns: options.dns,
+      onChange: () => this.#rebuild(),
+    })
+    this.#discovery.check(config)
+    this.#base = config
     this.#snapshot = buildSnapshot(config, this.#pool, this.events)
+    this.#discovery.sync(config)
   }
 
-  /** The configuration in force, defaults applied and durations in ms. */
+  /**
+   * Swaps in a snapshot of the config with the latest discovered sets: the same rebuild as
+   * {@link update}, so an endpoint that stays keeps its state and calls in flight drain on the
+   * snapshot they started with.
+   */
+  #rebuild(): void {
+    this.#snapshot = buildSnapshot(this.#discovery.apply(this.#base), this.#pool, this.events)
+  }
+
+  /**
+   * The configuration in force, defaults applied and durations in ms; a discovered service's
+   * `endpoints` are its last good discovered set.
+   */
   get config(): ResolvedMeshConfig {
     return this.#snapshot.config
   }
@@ -84,6 +123,15 @@ export class Mesh {
    */
   circuitBreaker(service: string): CircuitBreaker | undefined {
     return this.#snapshot.services.get(service.toLowerCase())?.breaker
+  }
+
+  /**
+   * Resolves when every discovered service has had its first resolution, good or failed (an
+   * async iterable resolver: its first set). At once when no service is discovered. Until then a
+   * discovered service with no `endpoints` in its config fails calls with `NO_HEALTHY_ENDPOINT`.
+   */
+  ready(): Promise<void> {
+    return this.#discovery.ready()
   }
 
   /** Whether {@link close} was called. */
@@ -108,7 +156,11 @@ export class Mesh {
    */
   update(config: MeshConfig): void {
     const resolved = parseConfig(config)
-    this.#snapshot = buildSnapshot(resolved, this.#pool, this.events)
+    this.#discovery.check(resolved)
+    this.#base = resolved
+    // Discovery first: a service that keeps its source keeps its discovered set in the new snapshot.
+    this.#discovery.sync(resolved)
+    this.#snapshot = buildSnapshot(this.#discovery.apply(resolved), this.#pool, this.events)
     if (this.events.has('config-updated')) {
       this.events.emit('config-updated', { services: this.#snapshot.services.size })
     }
@@ -120,8 +172,10 @@ export class Mesh {
    */
   close(options: CloseOptions = {}): Promise<void> {
     this.#closed = true
-    // Health-check probes are not calls: they stop at once, and a late call cannot restart them.
+    // Health-check probes and discovery are not calls: they stop at once, and a late call cannot
+    // restart them.
     closeState(this.#pool)
+    this.#discovery.close()
     if (options.force) for (const c of [...this.#inflight]) c.abort(new MeshClosedError())
     this.#closing ??= (async () => {
       if (this.#inflight.size > 0) {
@@ -129,9 +183,20 @@ export class Mesh {
           this.#drained = resolve
         })
       }
+      for (const fn of this.#onClose.splice(0)) fn()
+      this.#closed2 = true
       this.events.clear()
     })()
     return this.#closing
+  }
+
+  /**
+   * Runs `fn` once when the mesh has closed and its calls have drained (at once if that already
+   * happened): for resources that adapters hold per mesh, such as gRPC channels.
+   */
+  onClose(fn: () => void): void {
+    if (this.#closed2) fn()
+    else this.#onClose.push(fn)
   }
 
   /**

@@ -8,12 +8,27 @@ import type { Events } from '../core/events.js'
 import type { Handler, Middleware } from '../core/handler.js'
 import { Endpoint } from '../stages/balancer/endpoint.js'
 import { EndpointHealth } from '../stages/balancer/health.js'
-import { leastRequest, randomPick, roundRobin, type Strategy } from '../stages/balancer/strategies.js'
+import { locality } from '../stages/balancer/locality.js'
+import { peakEwma } from '../stages/balancer/peak-ewma.js'
+import { ringHash } from '../stages/balancer/ring-hash.js'
+import {
+  leastRequest,
+  randomPick,
+  roundRobin,
+  type Strategy,
+  weightedRoundRobin,
+} from '../stages/balancer/strategies.js'
 import { bulkhead } from '../stages/bulkhead/bulkhead.js'
 import { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { type RetryBudget, ratioBudget, throttlingBudget, unlimitedBudget } from '../stages/retry/budget.js'
 import { LatencyHistogram } from '../stages/retry/latency-histogram.js'
-import type { LoadBalancerName, ResolvedMeshConfig, ResolvedServiceConfig } from './config/config.js'
+import { Router } from '../stages/router/router.js'
+import type {
+  LoadBalancerName,
+  ResolvedMeshConfig,
+  ResolvedRoute,
+  ResolvedServiceConfig,
+} from './config/config.js'
 
 /** One service made live. */
 export class ServiceRuntime {
@@ -37,14 +52,24 @@ export class ServiceRuntime {
     readonly health: EndpointHealth | undefined = undefined,
     /** The service's bulkhead (`concurrency.max` or adaptive), when it has one. */
     readonly bulkhead: Middleware<unknown, unknown> | undefined = undefined,
+    /** The service this destination belongs to (`users` for `users/v2`). */
+    readonly service: string = name,
   ) {}
 
-  /** The handler built for `key` (one per transport), built on first use. */
-  handler<Req, Res>(key: object, build: () => Handler<Req, Res>): Handler<Req, Res> {
-    let h = this.#handlers.get(key) as Handler<Req, Res> | undefined
+  /**
+   * The handler built for a transport (`transport`) and a route (`route`; the destination's own
+   * when no route matched), built on first use and kept for the life of the snapshot.
+   */
+  handler<Req, Res>(transport: object, route: object, build: () => Handler<Req, Res>): Handler<Req, Res> {
+    let byRoute = this.#handlers.get(transport) as Map<object, Handler<Req, Res>> | undefined
+    if (byRoute === undefined) {
+      byRoute = new Map()
+      this.#handlers.set(transport, byRoute)
+    }
+    let h = byRoute.get(route)
     if (h === undefined) {
       h = build()
-      this.#handlers.set(key, h)
+      byRoute.set(route, h)
     }
     return h
   }
@@ -54,18 +79,39 @@ export class ServiceRuntime {
 export interface Snapshot {
   readonly config: ResolvedMeshConfig
   readonly strict: boolean
+  /** Services by lower-case name. */
   readonly services: ReadonlyMap<string, ServiceRuntime>
+  /** Destinations by lower-case key: each service (`users`) and each subset (`users/v2`). */
+  readonly destinations: ReadonlyMap<string, ServiceRuntime>
+  /** The compiled route table. */
+  readonly router: Router<ResolvedRoute>
+  /** Breakers of routes that override `circuitBreaker`, by `<destination>#<route index>`. */
+  readonly routeBreakers: ReadonlyMap<string, CircuitBreaker>
 }
 
-function strategyFor(name: LoadBalancerName): Strategy {
-  switch (name) {
-    case 'round-robin':
-      return roundRobin()
-    case 'random':
-      return randomPick()
-    case 'least-request':
-      return leastRequest()
+/**
+ * The destination's balancing strategy: its `loadBalancer` with its `slowStart`, made
+ * zone-aware by its `locality` when the mesh runs in a `zone` (one inner strategy per zone tier).
+ */
+function strategyFor(config: ResolvedServiceConfig, zone?: string): Strategy {
+  const options = { slowStart: config.slowStart }
+  const make = (name: LoadBalancerName = config.loadBalancer): Strategy => {
+    switch (name) {
+      case 'round-robin':
+        return roundRobin()
+      case 'weighted-round-robin':
+        return weightedRoundRobin(options)
+      case 'random':
+        return randomPick(options)
+      case 'least-request':
+        return leastRequest(options)
+      case 'peak-ewma':
+        return peakEwma(options)
+      case 'ring-hash':
+        return ringHash()
+    }
   }
+  return zone === undefined ? make() : locality(() => make(), { zone, ...config.locality })
 }
 
 function budgetFor(config: ResolvedServiceConfig['retry']['budget']): RetryBudget {
@@ -192,10 +238,62 @@ function breakerFor(
  * keeps the same budget settings, a service's latency history always; the pool is then trimmed
  * to what is in use.
  */
+/** Live state for one destination (a service, or one subset of it), pooled under `key`. */
+function destinationRuntime(
+  key: string,
+  service: string,
+  config: ResolvedServiceConfig,
+  endpoints: readonly Endpoint[],
+  state: StatePool,
+  events: Events | undefined,
+  zone: string | undefined,
+): ServiceRuntime {
+  const budgetKey = JSON.stringify(config.retry.budget)
+  let budget = state.budgets.get(key)
+  if (budget === undefined || budget.key !== budgetKey) {
+    budget = { key: budgetKey, budget: budgetFor(config.retry.budget) }
+    state.budgets.set(key, budget)
+  }
+  let latency = state.latency.get(key)
+  if (latency === undefined) {
+    latency = new LatencyHistogram()
+    state.latency.set(key, latency)
+  }
+  return new ServiceRuntime(
+    key,
+    config,
+    endpoints,
+    strategyFor(config, zone),
+    budget.budget,
+    latency,
+    breakerFor(key, config, state),
+    healthFor(key, config, endpoints, state),
+    bulkheadFor(key, config, state, events),
+    service,
+  )
+}
+
+/** The destination key of a service or a subset of it, as the snapshot indexes it. */
+export const destinationKey = (service: string, subset: string | undefined): string =>
+  (subset === undefined ? service : `${service}/${subset}`).toLowerCase()
+
+/** Whether an endpoint carries every label of a subset's selector. */
+const selects = (selector: Readonly<Record<string, string>>, e: Endpoint) =>
+  Object.entries(selector).every(([k, v]) => e.labels[k] === v)
+
+/**
+ * Builds a snapshot. Live state is taken from `state` when it fits: endpoints when the same
+ * service keeps the same address (their counters carry over), a budget, breaker or bulkhead
+ * when the same destination keeps the same settings, a destination's latency history and health
+ * always; the pool is then trimmed to what is in use. Each subset is a destination of its own
+ * (`users/v2`), with its own breaker, budget and health, over the same endpoint objects.
+ */
 export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool, events?: Events): Snapshot {
   const pool = state.endpoints
   const services = new Map<string, ServiceRuntime>()
+  const destinations = new Map<string, ServiceRuntime>()
   const used = new Set<string>()
+  const usedKeys = new Set<string>()
   for (const [name, service] of Object.entries(config.services)) {
     const endpoints = service.endpoints.map((e) => {
       const key = `${name}\u0000${e.url}`
@@ -210,41 +308,50 @@ export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool, even
       pool.set(key, created)
       return created
     })
-    const budgetKey = JSON.stringify(service.retry.budget)
-    let budget = state.budgets.get(name)
-    if (budget === undefined || budget.key !== budgetKey) {
-      budget = { key: budgetKey, budget: budgetFor(service.retry.budget) }
-      state.budgets.set(name, budget)
+    const base = destinationRuntime(name, name, service, endpoints, state, events, config.zone)
+    usedKeys.add(name)
+    services.set(name.toLowerCase(), base)
+    destinations.set(name.toLowerCase(), base)
+    for (const [subset, selector] of Object.entries(service.subsets)) {
+      const key = `${name}/${subset}`
+      usedKeys.add(key)
+      const members = endpoints.filter((e) => selects(selector, e))
+      destinations.set(
+        key.toLowerCase(),
+        destinationRuntime(key, name, service, members, state, events, config.zone),
+      )
     }
-    let latency = state.latency.get(name)
-    if (latency === undefined) {
-      latency = new LatencyHistogram()
-      state.latency.set(name, latency)
-    }
-    services.set(
-      name.toLowerCase(),
-      new ServiceRuntime(
-        name,
-        service,
-        endpoints,
-        strategyFor(service.loadBalancer),
-        budget.budget,
-        latency,
-        breakerFor(name, service, state),
-        healthFor(name, service, endpoints, state),
-        bulkheadFor(name, service, state, events),
-      ),
-    )
   }
+  const routeBreakers = new Map<string, CircuitBreaker>()
+  config.routes.forEach((route, i) => {
+    if (route.circuitBreaker === undefined) return
+    for (const d of route.route) {
+      const dest = destinations.get(
+        (d.subset === undefined ? d.service : `${d.service}/${d.subset}`).toLowerCase(),
+      )
+      if (dest === undefined) continue
+      const key = `${dest.name}#${i}`
+      usedKeys.add(key)
+      const breaker = breakerFor(key, { ...dest.config, circuitBreaker: route.circuitBreaker }, state)
+      if (breaker) routeBreakers.set(key, breaker)
+    }
+  })
   for (const key of pool.keys()) if (!used.has(key)) pool.delete(key)
-  for (const [name, health] of state.health) {
-    if (!(name in config.services)) {
+  for (const [key, health] of state.health) {
+    if (!usedKeys.has(key)) {
       health.close()
-      state.health.delete(name)
+      state.health.delete(key)
     }
   }
   for (const map of [state.budgets, state.latency, state.breakers, state.bulkheads]) {
-    for (const name of map.keys()) if (!(name in config.services)) map.delete(name)
+    for (const key of map.keys()) if (!usedKeys.has(key)) map.delete(key)
   }
-  return { config, strict: config.strict, services }
+  return {
+    config,
+    strict: config.strict,
+    services,
+    destinations,
+    router: new Router(config.routes),
+    routeBreakers,
+  }
 }

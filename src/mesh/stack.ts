@@ -40,6 +40,8 @@ export interface StackParts<Req, Res> {
   readonly config: ResolvedServiceConfig
   readonly endpoints: readonly Endpoint[]
   readonly strategy: Strategy
+  /** The request's hash key for `ring-hash` (from the service's `hashKey`), when it uses one. */
+  readonly keyOf?: ((req: Req) => string | undefined) | undefined
   readonly classify: Classifier<Req, Res>
   readonly protocol: Protocol<Req, Res>
   /** Whether a request may be sent twice (hedging). */
@@ -53,6 +55,10 @@ export interface StackParts<Req, Res> {
   readonly breaker: CircuitBreaker | undefined
   /** The service's bulkhead (kept across updates by the runtime), when it has one. */
   readonly bulkhead?: Middleware<Req, Res> | undefined
+  /** Call-scoped fault injection of the route (before the deadline and retries), when it has one. */
+  readonly faultCall?: Middleware<Req, Res> | undefined
+  /** Attempt-scoped fault injection of the route (inside retry and breaker), when it has one. */
+  readonly faultAttempt?: Middleware<Req, Res> | undefined
   /** Makes the fallback answer, when the service has one. */
   readonly fallback: ((req: Req, error: unknown) => Res | Promise<Res>) | undefined
   readonly events: Events
@@ -68,7 +74,12 @@ function backoffFor(config: ResolvedServiceConfig['retry']['backoff']): Backoff 
     case 'constant':
       return constantBackoff(config.base)
     case 'exponential':
-      return exponentialBackoff({ base: config.base, max: config.max, jitter: config.jitter })
+      return exponentialBackoff({
+        base: config.base,
+        max: config.max,
+        jitter: config.jitter,
+        factor: config.factor,
+      })
     case 'decorrelated':
       return decorrelatedJitterBackoff({ base: config.base, max: config.max })
   }
@@ -82,6 +93,12 @@ export function serviceStages<Req, Res>(parts: StackParts<Req, Res>): Middleware
     // fallback: outermost, so it sees what the caller would see (the deadline, an open circuit,
     // a full bulkhead, an exhausted budget) and answers instead.
     stages.push(fallback({ on: config.fallback.on, respond: parts.fallback, service: name, events }))
+  }
+  if (parts.faultCall) {
+    // fault (call scope, as Istio): once per call, before the deadline and retries, so an injected
+    // abort is not retried and an injected delay does not eat the call's timeout (as Envoy's
+    // fault filter runs before the router's timeout starts).
+    stages.push(parts.faultCall)
   }
   stages.push(
     // deadline: the whole-call budget, set before retries so every try shares it. A number on
@@ -129,6 +146,11 @@ export function serviceStages<Req, Res>(parts: StackParts<Req, Res>): Middleware
     // instead of being retried; outside the balancer, as it judges the destination as a whole.
     stages.push(circuitBreaker({ breaker: parts.breaker, classify, service: name, events }))
   }
+  if (parts.faultAttempt) {
+    // fault (attempt scope): inside retry and breaker, so that injected failures are retried and
+    // counted by the breaker, which is what a chaos test of those stages needs.
+    stages.push(parts.faultAttempt)
+  }
   stages.push(
     // balancer: picks the endpoint per attempt among those in rotation (outlier detection and
     // health checks feed it; a panic threshold falls back to all), counts its in-flight load and
@@ -142,6 +164,7 @@ export function serviceStages<Req, Res>(parts: StackParts<Req, Res>): Middleware
       probe: parts.probe,
       perEndpoint: config.concurrency?.perEndpoint,
       events,
+      keyOf: parts.keyOf,
     }),
     // attempt timeout: innermost before the transport, so the one timer of an attempt covers
     // exactly the network exchange, at min(deadline, perTryTimeout).

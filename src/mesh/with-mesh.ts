@@ -7,14 +7,27 @@
 import { httpClassifier, idempotence } from '../adapters/fetch/classify.js'
 import { httpProtocol } from '../adapters/fetch/protocol.js'
 import { type HttpRequest, parseTarget, toHttpRequest, urlOf } from '../adapters/fetch/request.js'
+import {
+  applyHeaderOps,
+  httpAbort,
+  httpHeaderFault,
+  httpRouteView,
+  rewriteRequest,
+  rewriteResponse,
+} from '../adapters/fetch/routing.js'
 import { fetchTransport } from '../adapters/fetch/transport.js'
+import type { GrpcClientLike } from '../adapters/grpc/grpc-types.js'
 import { UnknownServiceError } from '../core/errors.js'
 import type { Handler, Middleware } from '../core/handler.js'
 import { handlerProbe, type Probe } from '../stages/balancer/health-check.js'
-import type { MeshConfig } from './config/config.js'
+import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
+import { fault } from '../stages/fault/fault.js'
+import type { MeshConfig, ResolvedRoute, ResolvedServiceConfig } from './config/config.js'
 import { createMesh, type Mesh } from './mesh.js'
-import type { ServiceRuntime } from './runtime.js'
+import { effectiveConfig } from './route-policy.js'
+import { destinationKey, type ServiceRuntime, type Snapshot } from './runtime.js'
 import { buildStack } from './stack.js'
+import { type WithMeshGrpcOptions, withMeshGrpc } from './with-grpc.js'
 
 const meshes = new WeakMap<object, Mesh>()
 
@@ -34,65 +47,183 @@ const meshes = new WeakMap<object, Mesh>()
  * // const res = await fetch2('http://users/api/users/42')
  * ```
  */
-export function withMesh(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof fetch {
-  if (typeof fetchFn !== 'function') {
+export function withMesh(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof fetch
+/**
+ * Wraps a @grpc/grpc-js client (from `makeClientConstructor`, `loadPackageDefinition` or
+ * generated code) so that its calls go through the mesh: the client's target (`users`,
+ * `dns:///users:50051`) names a service with `protocol: 'grpc'`. The result has the client's
+ * exact type; see docs/grpc.md.
+ */
+export function withMesh<C extends GrpcClientLike>(
+  client: C,
+  mesh: Mesh | MeshConfig,
+  options?: WithMeshGrpcOptions,
+): C
+export function withMesh(
+  target: typeof fetch | GrpcClientLike,
+  mesh: Mesh | MeshConfig,
+  options?: WithMeshGrpcOptions,
+): typeof fetch | GrpcClientLike {
+  if (typeof target === 'object' && target !== null && typeof target.getChannel === 'function') {
+    const m = isMesh(mesh) ? mesh : createMesh(mesh)
+    const wrapped = withMeshGrpc(target, m, options)
+    meshes.set(wrapped, m)
+    return wrapped
+  }
+  if (typeof target !== 'function') {
     throw new TypeError(
-      `withMesh: expected a fetch function, got ${fetchFn === null ? 'null' : typeof fetchFn}`,
+      `withMesh: expected a fetch function or a @grpc/grpc-js client, got ${target === null ? 'null' : typeof target}`,
     )
   }
+  return withMeshFetch(target, mesh)
+}
+
+function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof fetch {
   const m = isMesh(mesh) ? mesh : createMesh(mesh)
   const transport = m.httpTransport ?? fetchTransport(fetchFn)
-  const build = (svc: ServiceRuntime) => (): Handler<HttpRequest, Response> =>
-    buildStack(
-      {
-        name: svc.name,
-        config: svc.config,
-        endpoints: svc.endpoints,
-        strategy: svc.strategy,
-        classify: httpClassifier(svc.config.retry.retryOn, svc.config.retry.methods),
-        protocol: httpProtocol,
-        idempotent: idempotence(svc.config.retry.methods),
-        budget: svc.budget,
-        latency: svc.latency,
-        health: svc.health,
-        probe: httpProbe(svc, transport),
-        breaker: svc.breaker,
-        bulkhead: svc.bulkhead as Middleware<HttpRequest, Response> | undefined,
-        fallback: httpFallback(svc, m),
-        events: m.events,
-      },
-      transport,
-    )
+  const build =
+    (svc: ServiceRuntime, route: ResolvedRoute | undefined, breaker: CircuitBreaker | undefined) =>
+    (): Handler<HttpRequest, Response> => {
+      const config = effectiveConfig(svc.config, route)
+      const faults = route?.fault
+      const faultStage =
+        faults && (faults.abort || faults.delay || faults.headers)
+          ? fault<HttpRequest, Response>({
+              abort: faults.abort,
+              delay: faults.delay,
+              fromHeaders: faults.headers ? httpHeaderFault : undefined,
+              abortWith: httpAbort,
+            })
+          : undefined
+      return buildStack(
+        {
+          name: svc.name,
+          config,
+          endpoints: svc.endpoints,
+          strategy: svc.strategy,
+          keyOf: config.loadBalancer === 'ring-hash' ? httpHashKey(config.hashKey) : undefined,
+          classify: httpClassifier(config.retry.retryOn, config.retry.methods),
+          protocol: httpProtocol,
+          idempotent: idempotence(config.retry.methods),
+          budget: svc.budget,
+          latency: svc.latency,
+          health: svc.health,
+          probe: httpProbe(svc, transport),
+          breaker,
+          bulkhead: svc.bulkhead as Middleware<HttpRequest, Response> | undefined,
+          fallback: httpFallback(svc, config, m),
+          faultCall: faults?.scope === 'call' ? faultStage : undefined,
+          faultAttempt: faults?.scope === 'attempt' ? faultStage : undefined,
+          events: m.events,
+        },
+        transport,
+      )
+    }
+
+  /** Sends `req` to the destination `svc` as `route` says (no route: the destination's own policy). */
+  const send = (
+    svc: ServiceRuntime,
+    route: ResolvedRoute | undefined,
+    routeIndex: number,
+    req: HttpRequest,
+    snapshot: Snapshot,
+  ): Promise<Response> => {
+    const breaker = route?.circuitBreaker
+      ? snapshot.routeBreakers.get(`${svc.name}#${routeIndex}`)
+      : svc.breaker
+    return m.invoke(svc.handler(transport, route ?? NO_ROUTE, build(svc, route, breaker)), req, req.signal)
+  }
 
   const meshFetch = function meshFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
     const target = parseTarget(urlOf(input))
     if (target === undefined) return fetchFn(input, init)
     const snapshot = m.snapshot
-    const svc = snapshot.services.get(target.host)
-    if (svc === undefined || svc.config.protocol !== 'http') {
-      if (snapshot.strict) return Promise.reject(new UnknownServiceError(target.host))
-      return fetchFn(input, init)
+    const own = snapshot.services.get(target.host)
+    if (snapshot.router.empty) {
+      if (own === undefined || own.config.protocol !== 'http') {
+        if (snapshot.strict) return Promise.reject(new UnknownServiceError(target.host))
+        return fetchFn(input, init)
+      }
+      let req: HttpRequest
+      try {
+        req = toHttpRequest(own.name, target.path, input, init, own.config.propagateDeadline)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+      return send(own, undefined, -1, req, snapshot)
     }
+    return routed(target.host, target.path, own, snapshot, input, init)
+  }
+
+  const routed = (
+    host: string,
+    path: string,
+    own: ServiceRuntime | undefined,
+    snapshot: Snapshot,
+    input: string | URL | Request,
+    init: RequestInit | undefined,
+  ): Promise<Response> => {
     let req: HttpRequest
     try {
-      req = toHttpRequest(svc.name, target.path, input, init, svc.config.propagateDeadline)
+      req = toHttpRequest(own?.name ?? host, path, input, init, own?.config.propagateDeadline ?? true)
     } catch (error) {
       return Promise.reject(error)
     }
-    return m.invoke(svc.handler(transport, build(svc)), req, req.signal)
+    const decision = snapshot.router.route(httpRouteView(host, req), m.random)
+    if (decision === undefined) {
+      if (own === undefined || own.config.protocol !== 'http') {
+        if (snapshot.strict) return Promise.reject(new UnknownServiceError(host))
+        return fetchFn(input, init)
+      }
+      return send(own, undefined, -1, req, snapshot)
+    }
+    const { route, index, destination } = decision
+    const dest = snapshot.destinations.get(destinationKey(destination.service, destination.subset))
+    if (dest === undefined) return Promise.reject(new UnknownServiceError(destination.service))
+    const routedReq = rewriteRequest(
+      { ...req, propagateDeadline: dest.config.propagateDeadline },
+      dest.service,
+      route.requestHeaders,
+      route.rewrite,
+      decision.matchedPrefix,
+    )
+    if (route.mirror && routedReq.replayable && m.random.next() * 100 < route.mirror.percent) {
+      const shadow = snapshot.destinations.get(destinationKey(route.mirror.service, route.mirror.subset))
+      // Fire-and-forget: its own call, never awaited; its answer and its failure are dropped.
+      if (shadow !== undefined) {
+        const copy: HttpRequest = {
+          ...routedReq,
+          service: shadow.service,
+          signal: undefined,
+          init: { ...routedReq.init, headers: applyHeaderOps(routedReq.init.headers, SHADOW) },
+        }
+        send(shadow, undefined, -1, copy, snapshot).then(httpProtocol.discard, noop)
+      }
+    }
+    const call = send(dest, route, index, routedReq, snapshot)
+    const ops = route.responseHeaders
+    return ops ? call.then((res) => rewriteResponse(res, ops)) : call
   }
+
   meshes.set(meshFetch, m)
   return meshFetch as typeof fetch
 }
 
+/** The handler-cache key of calls that matched no route. */
+const NO_ROUTE = {}
+/** Mirrored copies are marked, as Envoy appends `-shadow` to their host. */
+const SHADOW = { set: { 'x-meshlet-shadow': 'true' }, add: {}, remove: [] }
+const noop = () => {}
+
 /** The fallback of an HTTP service: the application's function, else the static response of its config. */
 function httpFallback(
   svc: ServiceRuntime,
+  config: ResolvedServiceConfig,
   m: Mesh,
 ): ((req: HttpRequest, error: unknown) => Promise<Response>) | undefined {
-  const custom = m.fallbacks?.[svc.name]
+  const custom = m.fallbacks?.[svc.service]
   if (custom) return async (req, error) => custom(error, req)
-  const f = svc.config.fallback
+  const f = config.fallback
   if (f === undefined) return undefined
   return async () => new Response(f.body === '' ? null : f.body, { status: f.status, headers: f.headers })
 }
@@ -123,4 +254,26 @@ export function meshOf(client: object): Mesh | undefined {
 
 function isMesh(value: unknown): value is Mesh {
   return typeof value === 'object' && value !== null && 'invoke' in value && 'snapshot' in value
+}
+
+/**
+ * The ring-hash key of an HTTP call: the `hashKey` header, cookie or query parameter, or the path
+ * without its query (the default). `undefined` when the request has none (the pick is random).
+ */
+function httpHashKey(hashKey: ResolvedServiceConfig['hashKey']): (req: HttpRequest) => string | undefined {
+  if (hashKey === undefined || hashKey.path === true) {
+    return (req) => {
+      const q = req.path.indexOf('?')
+      return q < 0 ? req.path : req.path.slice(0, q)
+    }
+  }
+  const { header, cookie, query } = hashKey
+  return (req) => {
+    const view = httpRouteView(req.service, req)
+    return header !== undefined
+      ? view.header(header)
+      : cookie !== undefined
+        ? view.cookie(cookie)
+        : view.query(query!)
+  }
 }

@@ -46,7 +46,9 @@ describe('parseConfig', () => {
     const config = parseConfig(example)
     expect(config).toStrictEqual({
       $schema: undefined,
+      routes: [],
       strict: false,
+      zone: undefined,
       services: {
         users: {
           protocol: 'http',
@@ -55,13 +57,17 @@ describe('parseConfig', () => {
             { url: 'http://127.0.0.1:8082', weight: 2, labels: { version: 'v2' }, zone: 'b' },
           ],
           loadBalancer: 'least-request',
+          hashKey: undefined,
+          slowStart: undefined,
+          locality: undefined,
           timeout: 2000,
           retry: {
             attempts: 3,
             perTryTimeout: 500,
             retryOn: ['5xx', 'reset', 'connect-failure'],
-            backoff: { kind: 'exponential', base: 25, max: 1000, jitter: 'full' },
+            backoff: { kind: 'exponential', base: 25, max: 1000, factor: 2, jitter: 'full' },
             methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
+            retryableStatusCodes: ['UNAVAILABLE'],
             budget: {
               kind: 'ratio',
               ratio: 0.2,
@@ -71,6 +77,8 @@ describe('parseConfig', () => {
               tokenRatio: 0.1,
             },
           },
+          subsets: {},
+          discovery: undefined,
           hedge: undefined,
           circuitBreaker: undefined,
           outlierDetection: undefined,
@@ -87,19 +95,25 @@ describe('parseConfig', () => {
     const config = parseConfig({ services: { users: { endpoints: ['http://10.0.0.1:80'] } } })
     expect(config).toStrictEqual({
       $schema: undefined,
+      routes: [],
       strict: false,
+      zone: undefined,
       services: {
         users: {
           protocol: 'http',
           endpoints: [{ url: 'http://10.0.0.1', weight: 1, labels: {}, zone: undefined }],
           loadBalancer: 'least-request',
+          hashKey: undefined,
+          slowStart: undefined,
+          locality: undefined,
           timeout: 15_000,
           retry: {
             attempts: 3,
             perTryTimeout: 0,
             retryOn: ['5xx', '429'],
-            backoff: { kind: 'exponential', base: 25, max: 1000, jitter: 'full' },
+            backoff: { kind: 'exponential', base: 25, max: 1000, factor: 2, jitter: 'full' },
             methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
+            retryableStatusCodes: ['UNAVAILABLE'],
             budget: {
               kind: 'ratio',
               ratio: 0.2,
@@ -109,6 +123,8 @@ describe('parseConfig', () => {
               tokenRatio: 0.1,
             },
           },
+          subsets: {},
+          discovery: undefined,
           hedge: undefined,
           circuitBreaker: undefined,
           outlierDetection: undefined,
@@ -119,7 +135,11 @@ describe('parseConfig', () => {
         },
       },
     })
-    expect(parseConfig({ strict: true, services: {} })).toEqual({ strict: true, services: {} })
+    expect(parseConfig({ strict: true, services: {} })).toMatchObject({
+      strict: true,
+      services: {},
+      routes: [],
+    })
   })
 
   it('fills the defaults of a partly written retry', () => {
@@ -130,8 +150,9 @@ describe('parseConfig', () => {
       attempts: 3,
       perTryTimeout: 0,
       retryOn: [503],
-      backoff: { kind: 'exponential', base: 25, max: 5000, jitter: 'full' },
+      backoff: { kind: 'exponential', base: 25, max: 5000, factor: 2, jitter: 'full' },
       methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
+      retryableStatusCodes: ['UNAVAILABLE'],
       budget: { kind: 'ratio', ratio: 0.2, minPerSecond: 10, ttl: 10_000, maxTokens: 10, tokenRatio: 0.1 },
     })
   })
@@ -164,7 +185,7 @@ describe('parseConfig', () => {
             'http://127.0.0.1:8081',
           ],
           timeout: 'fast',
-          loadBalancer: 'peak-ewma',
+          loadBalancer: 'fastest',
           retry: { atempts: 2, attempts: -1, retryOn: ['5xx', 'bogus', 700] },
         },
         Bad_Name: { protocol: 'grpc', endpoints: [] },
@@ -176,7 +197,8 @@ describe('parseConfig', () => {
       'services.users.endpoints[1].weight: expected a positive integer, got 0',
       'services.users.endpoints[2]: duplicate "http://127.0.0.1:8081" (same as [0])',
       'services.users.timeout: expected a duration (ms number or string like "250ms", "2s"), got "fast"',
-      'services.users.loadBalancer: expected one of "least-request", "round-robin", "random", got "peak-ewma"',
+      'services.users.loadBalancer: expected one of "least-request", "round-robin", "random", ' +
+        '"weighted-round-robin", "peak-ewma", "ring-hash", got "fastest"',
       'services.users.retry: unknown key "atempts" (did you mean "attempts"?)',
       'services.users.retry.attempts: expected a positive integer, got -1',
       'services.users.retry.retryOn[1]: expected one of "5xx", "gateway-error", "reset", "connect-failure", ' +
@@ -207,7 +229,9 @@ describe('parseConfig', () => {
     expect(issuesOf(undefined)).toEqual([': expected an object, got undefined'])
     expect(issuesOf([])).toEqual([': expected an object, got array'])
     expect(issuesOf({})).toEqual(['services: required'])
-    expect(issuesOf({ services: { users: {} } })).toEqual(['services.users.endpoints: required'])
+    expect(issuesOf({ services: { users: {} } })).toEqual([
+      'services.users.endpoints: required unless the service has discovery',
+    ])
   })
 
   it('checks attempts and HTTP statuses against their bounds', () => {
@@ -334,7 +358,9 @@ describe('types', () => {
       labels: Record<string, string>
       zone: string | undefined
     }>()
-    expectTypeOf<LoadBalancerName>().toEqualTypeOf<'least-request' | 'round-robin' | 'random'>()
+    expectTypeOf<LoadBalancerName>().toEqualTypeOf<
+      'least-request' | 'round-robin' | 'random' | 'weighted-round-robin' | 'peak-ewma' | 'ring-hash'
+    >()
     expectTypeOf<RetryOn>().toEqualTypeOf<
       | '5xx'
       | 'gateway-error'
@@ -387,7 +413,14 @@ describe('configJsonSchema', () => {
   it('lists the choices of each literal union as an enum, with its default', () => {
     const enums = [...walk(schema)].filter((node) => Array.isArray(node['enum'])).map((node) => node['enum'])
     expect(enums).toContainEqual(['http', 'grpc'])
-    expect(enums).toContainEqual(['least-request', 'round-robin', 'random'])
+    expect(enums).toContainEqual([
+      'least-request',
+      'round-robin',
+      'random',
+      'weighted-round-robin',
+      'peak-ewma',
+      'ring-hash',
+    ])
     expect(enums).toContainEqual(['full', 'equal', 'none'])
     expect(enums).toContainEqual([
       '5xx',
@@ -439,5 +472,123 @@ describe('configJsonSchema', () => {
         expect(typeof property['description'], key).toBe('string')
       }
     }
+  })
+})
+
+describe('discovery config', () => {
+  const issuesOf = (input: unknown): string[] => {
+    try {
+      parseConfig(input)
+      return []
+    } catch (e) {
+      return (e as ConfigInvalidError).issues.map((i) => `${i.path}: ${i.message}`)
+    }
+  }
+  const svc = (service: Record<string, unknown>) => ({ services: { users: service } })
+
+  it('applies the defaults, and resolves endpoints to [] when only discovery is given', () => {
+    const users = parseConfig(svc({ discovery: { dns: 'users.internal', port: 8080 } })).services.users!
+    expect(users.discovery).toStrictEqual({
+      dns: 'users.internal',
+      type: 'A',
+      port: 8080,
+      scheme: 'http',
+      refresh: 30_000,
+    })
+    expect(users.endpoints).toEqual([])
+  })
+
+  it('keeps the endpoints as the initial set when both are given', () => {
+    const users = parseConfig(
+      svc({ endpoints: ['http://10.0.0.1:80'], discovery: { dns: '_http._tcp.users', type: 'SRV' } }),
+    ).services.users!
+    expect(users.endpoints.map((e) => e.url)).toEqual(['http://10.0.0.1'])
+    expect(users.discovery?.type).toBe('SRV')
+  })
+
+  it('accepts discovery with no DNS name (a custom resolver, checked by the mesh)', () => {
+    expect(parseConfig(svc({ discovery: { refresh: '5s' } })).services.users!.discovery?.refresh).toBe(5000)
+  })
+
+  it('needs a port for A and AAAA, refuses one for SRV, and a refresh of at least 100 ms', () => {
+    expect(issuesOf(svc({ discovery: { dns: 'users.internal' } }))).toEqual([
+      'services.users.discovery.port: required with type "A" (its records carry no port)',
+    ])
+    expect(issuesOf(svc({ discovery: { dns: 'users.internal', type: 'AAAA' } }))).toEqual([
+      'services.users.discovery.port: required with type "AAAA" (its records carry no port)',
+    ])
+    expect(issuesOf(svc({ discovery: { dns: '_http._tcp.users', type: 'SRV', port: 80 } }))).toEqual([
+      'services.users.discovery.port: expected no port with type "SRV" (its records carry one)',
+    ])
+    expect(issuesOf(svc({ discovery: { dns: 'users.internal', port: 80, refresh: 50 } }))).toEqual([
+      'services.users.discovery.refresh: expected at least 100ms, got 50ms',
+    ])
+  })
+
+  it('reports a bad name, type or scheme with its path', () => {
+    expect(
+      issuesOf(svc({ discovery: { dns: 'bad name', type: 'MX', scheme: 'ftp', port: 80, refrsh: '1s' } })),
+    ).toEqual([
+      'services.users.discovery.dns: expected a DNS name, got "bad name"',
+      'services.users.discovery.type: expected one of "A", "AAAA", "SRV", got "MX"',
+      'services.users.discovery.scheme: expected one of "http", "https", got "ftp"',
+      'services.users.discovery: unknown key "refrsh" (did you mean "refresh"?)',
+    ])
+  })
+
+  it('types discovery in what users write and in the resolved config', () => {
+    expectTypeOf<NonNullable<MeshConfig['services'][string]['discovery']>['type']>().toEqualTypeOf<
+      'A' | 'AAAA' | 'SRV' | undefined
+    >()
+    expectTypeOf<ResolvedMeshConfig['services'][string]['endpoints']>().toEqualTypeOf<ResolvedEndpoint[]>()
+  })
+})
+
+describe('load-balancing config', () => {
+  const svc = (extra: Record<string, unknown>) => ({
+    zone: 'eu-1a',
+    services: { users: { endpoints: ['http://a:1', { url: 'http://b:1', zone: 'eu-1b' }], ...extra } },
+  })
+
+  it('resolves ring-hash keys, slow start, locality and the mesh zone with their defaults', () => {
+    const config = parseConfig(
+      svc({ loadBalancer: 'ring-hash', hashKey: { header: 'x-user' }, locality: { failover: ['eu-1b'] } }),
+    )
+    expect(config.zone).toBe('eu-1a')
+    expect(config.services['users']).toMatchObject({
+      loadBalancer: 'ring-hash',
+      hashKey: { header: 'x-user' },
+      locality: { failover: ['eu-1b'], minHealthyPercent: 70 },
+      slowStart: undefined,
+    })
+    const ramp = parseConfig(svc({ loadBalancer: 'peak-ewma', slowStart: { window: '30s' } }))
+    expect(ramp.services['users']?.slowStart).toEqual({ window: 30_000, aggression: 1 })
+    expect(parseConfig(svc({})).services['users']?.locality).toBeUndefined()
+  })
+
+  it('refuses a hash key that names two things or none, or serves a strategy that does not hash', () => {
+    expect(issuesOf(svc({ loadBalancer: 'ring-hash', hashKey: { header: 'a', cookie: 'b' } }))).toEqual([
+      'services.users.hashKey: expected exactly one of header, cookie, path: true, query; got 2',
+    ])
+    expect(issuesOf(svc({ loadBalancer: 'ring-hash', hashKey: { path: false } }))).toEqual([
+      'services.users.hashKey: expected exactly one of header, cookie, path: true, query; got 0',
+    ])
+    expect(issuesOf(svc({ hashKey: { path: true } }))).toEqual([
+      'services.users.hashKey: applies to loadBalancer "ring-hash", not "least-request"',
+    ])
+  })
+
+  it('refuses slow start for strategies that ignore weights, and an empty window', () => {
+    expect(issuesOf(svc({ loadBalancer: 'ring-hash', slowStart: { window: '10s' } }))).toEqual([
+      'services.users.slowStart: applies to loadBalancer "weighted-round-robin", "random", "least-request", ' +
+        '"peak-ewma", not "ring-hash"',
+    ])
+    expect(issuesOf(svc({ slowStart: { window: 0, aggression: 0 } }))).toEqual([
+      'services.users.slowStart.aggression: expected a number >= 0.001, got 0',
+    ])
+    expect(issuesOf(svc({ slowStart: { window: 0 } }))).toEqual([
+      'services.users.slowStart.window: expected a positive duration, got 0ms',
+    ])
+    expect(issuesOf(svc({ locality: { minHealthyPercent: 120 } }))).toHaveLength(1)
   })
 })

@@ -109,6 +109,8 @@ const backoff = transform(
     base: optional(duration(), '25ms').describe(
       "The first retry's delay; it doubles at each retry up to max.",
     ),
+    /** Growth of the delay at each retry (gRPC's `backoffMultiplier`). Default `2`. */
+    factor: optional(number({ min: 0.01, max: 10 }), 2).describe('Growth of the delay at each retry.'),
     /** The longest delay between two tries. Default `'1s'` (1000 ms). */
     max: optional(duration(), '1s').describe('The longest delay between two tries.'),
     /**
@@ -126,6 +128,25 @@ const backoff = transform(
 )
 
 const IDEMPOTENT_METHODS = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
+
+const GRPC_CODES = [
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+] as const
 
 const budget = object({
   /**
@@ -173,6 +194,13 @@ const retry = object({
     array(string({ pattern: /^[A-Za-z]+$/, expected: 'an HTTP method' })),
     IDEMPOTENT_METHODS,
   ).describe('HTTP methods retried after the request may have reached the server.'),
+  /**
+   * gRPC services: the status codes retried (gRFC A6 `retryableStatusCodes`), which are also
+   * the non-fatal codes of hedging. Default `['UNAVAILABLE']`.
+   */
+  retryableStatusCodes: optional(array(literalUnion(GRPC_CODES), { min: 1 }), ['UNAVAILABLE']).describe(
+    'gRPC services: the status codes retried (and non-fatal for hedging).',
+  ),
   /**
    * The retry budget of the service, shared by all its calls (retries and hedges both spend
    * it). Default `{}`: ratio 0.2, minPerSecond 10, ttl 10 s.
@@ -364,17 +392,155 @@ const fallback = object({
   headers: optional(record(string()), {}).describe('Headers of the static response.'),
 })
 
+const subsetName = string({
+  pattern: /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/,
+  expected: 'a subset name',
+})
+
+// A DNS name: dot-separated labels of letters, digits, '-' and '_' (SRV names such as
+// `_http._tcp.users.internal`), with an optional final dot.
+const DNS_NAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$/
+
+const discovery = transform(
+  object({
+    /**
+     * The DNS name to resolve: `users.internal`, or `_http._tcp.users.internal` for SRV. Default
+     * none: the service's endpoints then come from the custom resolver given to `createMesh`.
+     */
+    dns: optional(string({ pattern: DNS_NAME, expected: 'a DNS name' })).describe(
+      'The DNS name to resolve. Default none: a custom resolver given to createMesh.',
+    ),
+    /** The records asked for: `'A'` (IPv4), `'AAAA'` (IPv6) or `'SRV'` (hosts, ports, weights). Default `'A'`. */
+    type: optional(literalUnion(['A', 'AAAA', 'SRV']), 'A').describe('The records asked for.'),
+    /** The port of every endpoint found: required for A and AAAA, refused for SRV (its records carry one). */
+    port: optional(integer({ min: 1, max: 65535 })).describe('The port of every endpoint (A and AAAA).'),
+    /** The scheme of the endpoint URLs of an http service (ignored for grpc). Default `'http'`. */
+    scheme: optional(literalUnion(['http', 'https']), 'http').describe(
+      'The scheme of the endpoint URLs of an http service.',
+    ),
+    /** Time between two resolutions, plus up to 10% jitter; at least 100 ms. Default `'30s'`. */
+    refresh: optional(duration(), '30s').describe('Time between two resolutions, plus up to 10% jitter.'),
+  }),
+  (d, issue) => {
+    if (d.dns !== undefined && d.type !== 'SRV' && d.port === undefined) {
+      issue(`required with type "${d.type}" (its records carry no port)`, 'port')
+    }
+    if (d.type === 'SRV' && d.port !== undefined)
+      issue('expected no port with type "SRV" (its records carry one)', 'port')
+    if (d.refresh < 100) issue(`expected at least 100ms, got ${d.refresh}ms`, 'refresh')
+    return d
+  },
+)
+
+const hashKey = transform(
+  object({
+    /** Hash this request header (for gRPC, this metadata key). */
+    header: optional(string()).describe('Hash this request header (gRPC: metadata key).'),
+    /** Hash this cookie. */
+    cookie: optional(string()).describe('Hash this cookie.'),
+    /** `true`: hash the path, without its query. */
+    path: optional(boolean()).describe('true: hash the path, without its query.'),
+    /** Hash this query parameter. */
+    query: optional(string()).describe('Hash this query parameter.'),
+  }),
+  (k, issue) => {
+    const given = [k.header, k.cookie, k.path || undefined, k.query].filter((v) => v !== undefined).length
+    if (given !== 1) issue(`expected exactly one of header, cookie, path: true, query; got ${given}`)
+    return k
+  },
+)
+
+const slowStart = transform(
+  object({
+    /** How long a new endpoint's weight takes to ramp up to its full value. Required. */
+    window: duration().describe("How long a new endpoint's weight takes to ramp up."),
+    /** The ramp's shape: `1` is linear, above 1 ramps faster at first, below 1 slower. Default `1`. */
+    aggression: optional(number({ min: 0.001 }), 1).describe(
+      "The ramp's shape: 1 linear, above 1 faster at first, below 1 slower.",
+    ),
+  }),
+  (w, issue) => {
+    if (w.window <= 0) issue(`expected a positive duration, got ${w.window}ms`, 'window')
+    return w
+  },
+)
+
+const locality = object({
+  /**
+   * Zones to spill to, in priority order, after the caller's own `zone`; other zones come last.
+   * Default `[]`.
+   */
+  failover: optional(array(string()), []).describe("Zones to spill to, in order, after the caller's own."),
+  /**
+   * Below this percent of its endpoints in rotation, a zone hands a growing part of the calls
+   * to the next zone (Envoy's priority spillover, overprovisioning 100 / this), 0..100. Default `70`.
+   */
+  minHealthyPercent: optional(number({ min: 0, max: 100 }), 70).describe(
+    'Below this percent of its endpoints in rotation, a zone spills calls to the next.',
+  ),
+})
+
+const WEIGHT_RAMPS = ['weighted-round-robin', 'random', 'least-request', 'peak-ewma']
+
 const service = transform(
   object({
     /** How calls reach the endpoints: `'http'` (fetch) or `'grpc'` (@grpc/grpc-js). Default `'http'`. */
     protocol: optional(literalUnion(['http', 'grpc']), 'http').describe('How calls reach the endpoints.'),
-    /** Where the service runs: at least one, URLs for http, `host:port` for grpc. Required. */
-    endpoints: endpoints.describe('Where the service runs: URLs for http, "host:port" for grpc.'),
-    /** How an endpoint is picked for each try. Default `'least-request'`. */
+    /**
+     * Where the service runs: at least one, URLs for http, `host:port` for grpc. Required unless
+     * `discovery` is given; with it, the set used until the first resolution. Resolved: `[]` when
+     * absent (until discovery finds endpoints).
+     */
+    endpoints: optional(endpoints).describe(
+      'Where the service runs: URLs for http, "host:port" for grpc. Required unless discovery is given.',
+    ),
+    /**
+     * Where to find the endpoints at run time: DNS (A, AAAA or SRV), or a custom resolver given to
+     * `createMesh` (then `discovery: {}` or just `{ refresh }`). Default none (static endpoints).
+     */
+    discovery: optional(discovery).describe('Where to find the endpoints at run time. Default none.'),
+    /**
+     * Named subsets of the endpoints, by label selector (`{ v2: { version: 'v2' } }`), that
+     * routes can send to (Istio's DestinationRule subsets). Default `{}`.
+     */
+    subsets: optional(record(record(string()), { key: subsetName }), {}).describe(
+      'Named subsets of the endpoints, by label selector.',
+    ),
+    /**
+     * How an endpoint is picked for each try: `'least-request'` (power of two choices on
+     * in-flight attempts), `'peak-ewma'` (power of two choices on latency x load),
+     * `'round-robin'`, `'weighted-round-robin'` (smooth, as nginx), `'random'` (weighted), or
+     * `'ring-hash'` (consistent hashing on `hashKey`). Default `'least-request'`.
+     */
     loadBalancer: optional(
-      literalUnion(['least-request', 'round-robin', 'random']),
+      literalUnion([
+        'least-request',
+        'round-robin',
+        'random',
+        'weighted-round-robin',
+        'peak-ewma',
+        'ring-hash',
+      ]),
       'least-request',
     ).describe('How an endpoint is picked for each try.'),
+    /**
+     * What `ring-hash` hashes: one of a header, a cookie, the path or a query parameter. A
+     * request without it is balanced at random. Default: the path.
+     */
+    hashKey: optional(hashKey).describe(
+      'What ring-hash hashes (one of header, cookie, path, query). Default the path.',
+    ),
+    /**
+     * Ramp the weight of a new endpoint up over `window` (Envoy's slow start), for the weighted
+     * strategies (`weighted-round-robin`, `random`, `least-request`, `peak-ewma`). Default none.
+     */
+    slowStart: optional(slowStart).describe("Ramp a new endpoint's weight up over a window. Default none."),
+    /**
+     * Zone preference, when the mesh has a `zone`: calls stay in it while at least
+     * `minHealthyPercent` of its endpoints are in rotation, then spill to `failover` zones in
+     * order. Default `{}` (no failover order, 70 %).
+     */
+    locality: optional(locality).describe('Zone preference and failover order (needs the mesh zone).'),
     /**
      * The whole call's deadline, every retry included; `0` disables it.
      * Default `'15s'` (15000 ms, as Envoy).
@@ -433,7 +599,18 @@ const service = transform(
     const { ttl } = s.retry.budget
     if (ttl < 1000 || ttl > 60_000)
       issue(`expected a duration from 1s to 60s, got ${ttl}ms`, 'retry', 'budget', 'ttl')
-    s.endpoints.forEach(({ url }, i) => {
+    if (s.hashKey !== undefined && s.loadBalancer !== 'ring-hash')
+      issue(`applies to loadBalancer "ring-hash", not "${s.loadBalancer}"`, 'hashKey')
+    if (s.slowStart !== undefined && !WEIGHT_RAMPS.includes(s.loadBalancer)) {
+      issue(
+        `applies to loadBalancer ${WEIGHT_RAMPS.map((n) => `"${n}"`).join(', ')}, not "${s.loadBalancer}"`,
+        'slowStart',
+      )
+    }
+    if (s.endpoints === undefined && s.discovery === undefined) {
+      issue('required unless the service has discovery', 'endpoints')
+    }
+    s.endpoints?.forEach(({ url }, i) => {
       const isUrl = url.includes('://')
       if (s.protocol === 'http' && !isUrl) {
         issue(`expected an http: or https: URL for an http service, got ${formatValue(url)}`, 'endpoints', i)
@@ -441,9 +618,210 @@ const service = transform(
         issue(`expected "host:port" for a grpc service, got ${formatValue(url)}`, 'endpoints', i)
       }
     })
-    return s
+    return { ...s, endpoints: s.endpoints ?? [] }
   },
 )
+
+const stringMatch = transform(
+  object({
+    /** The value equals this. */
+    exact: optional(string()).describe('The value equals this.'),
+    /** The value starts with this. */
+    prefix: optional(string()).describe('The value starts with this.'),
+    /** The value matches this regular expression (whole value). */
+    regex: optional(string()).describe('The value matches this regular expression (whole value).'),
+    /** `true`: the value is present (any value); `false`: it is absent. */
+    present: optional(boolean()).describe('true: present (any value); false: absent.'),
+  }),
+  (m, issue) => {
+    const given = [m.exact, m.prefix, m.regex, m.present].filter((v) => v !== undefined).length
+    if (given !== 1) issue(`expected exactly one of exact, prefix, regex, present; got ${given}`)
+    if (m.regex !== undefined) {
+      try {
+        new RegExp(m.regex)
+      } catch {
+        issue(`expected a valid regular expression, got ${formatValue(m.regex)}`, 'regex')
+      }
+    }
+    return m
+  },
+)
+
+const pathMatch = transform(
+  object({
+    /** The path (without query) equals this. */
+    exact: optional(string()).describe('The path equals this.'),
+    /** The path starts with this. */
+    prefix: optional(string()).describe('The path starts with this.'),
+    /** The path matches this regular expression (whole path). */
+    regex: optional(string()).describe('The path matches this regular expression.'),
+    /** A template such as `/users/{id}`: each `{name}` matches one path segment. */
+    template: optional(string({ pattern: /^\//, expected: 'a path template starting with "/"' })).describe(
+      'A template such as /users/{id}: each {name} matches one segment.',
+    ),
+  }),
+  (m, issue) => {
+    const given = [m.exact, m.prefix, m.regex, m.template].filter((v) => v !== undefined).length
+    if (given !== 1) issue(`expected exactly one of exact, prefix, regex, template; got ${given}`)
+    if (m.regex !== undefined) {
+      try {
+        new RegExp(m.regex)
+      } catch {
+        issue(`expected a valid regular expression, got ${formatValue(m.regex)}`, 'regex')
+      }
+    }
+    return m
+  },
+)
+
+const routeMatch = object({
+  /** The host the call named (a service name or any other host). Default: any host. */
+  host: optional(string()).describe('The host the call named. Default any.'),
+  /** Methods (upper case for HTTP). Default: any method. */
+  methods: optional(array(string())).describe('Methods. Default any.'),
+  /** The path (for gRPC, the full method name `/pkg.Service/Method`). Default: any path. */
+  path: optional(pathMatch).describe('The path (for gRPC, /pkg.Service/Method). Default any.'),
+  /** Headers (for gRPC, metadata), by lower-case name; all must match. Default none. */
+  headers: optional(record(stringMatch)).describe('Headers (gRPC metadata), all must match.'),
+  /** Query parameters, by name; all must match. Default none. */
+  query: optional(record(stringMatch)).describe('Query parameters, all must match.'),
+})
+
+const destination = object({
+  /** The service to send to. Required. */
+  service: serviceName.describe('The service to send to.'),
+  /** A subset of that service's endpoints (its `subsets`). Default: all its endpoints. */
+  subset: optional(subsetName).describe("A subset of the service's endpoints."),
+  /** Relative share of the route's calls (0..1000). Default `1`. */
+  weight: optional(integer({ min: 0, max: 1000 }), 1).describe("Relative share of the route's calls."),
+})
+
+const headerOps = object({
+  /** Headers to set (replacing any value). Default `{}`. */
+  set: optional(record(string()), {}).describe('Headers to set.'),
+  /** Headers to append. Default `{}`. */
+  add: optional(record(string()), {}).describe('Headers to append.'),
+  /** Headers to remove. Default `[]`. */
+  remove: optional(array(string()), []).describe('Headers to remove.'),
+})
+
+const fault = object({
+  /** Abort a share of calls without sending them. Default none. */
+  abort: optional(
+    object({
+      /** Share of calls aborted, 0..100. Required. */
+      percent: number({ min: 0, max: 100 }).describe('Share of calls aborted, 0..100.'),
+      /** The HTTP status answered. Default `503`. */
+      status: optional(integer({ min: 200, max: 599 }), 503).describe('The HTTP status answered.'),
+      /** The gRPC status code answered (gRPC services). Default `14` (UNAVAILABLE). */
+      grpcStatus: optional(integer({ min: 1, max: 16 }), 14).describe('The gRPC status code answered.'),
+    }),
+  ).describe('Abort a share of calls without sending them.'),
+  /** Delay a share of calls before sending them. Default none. */
+  delay: optional(
+    object({
+      /** Share of calls delayed, 0..100. Required. */
+      percent: number({ min: 0, max: 100 }).describe('Share of calls delayed, 0..100.'),
+      /** How long. Required. */
+      duration: duration().describe('How long.'),
+    }),
+  ).describe('Delay a share of calls before sending them.'),
+  /**
+   * `'call'` (as Istio: once per call, before retries, so an abort is never retried) or
+   * `'attempt'` (each attempt, inside retry and breaker, to exercise them). Default `'call'`.
+   */
+  scope: optional(literalUnion(['call', 'attempt']), 'call').describe('Once per call, or per attempt.'),
+  /**
+   * Honour the request headers `x-envoy-fault-abort-request`, `x-envoy-fault-delay-request` and
+   * their `-percentage` companions (Envoy's and gRFC A33's header faults). Default `false`.
+   */
+  headers: optional(boolean(), false).describe('Honour x-envoy-fault-* request headers.'),
+})
+
+const routeRetry = object({
+  /** Overrides the destination's `retry.attempts`. */
+  attempts: optional(integer({ min: 1, max: 10 })).describe("Overrides the destination's retry.attempts."),
+  /** Overrides the destination's `retry.perTryTimeout`. */
+  perTryTimeout: optional(duration()).describe("Overrides the destination's retry.perTryTimeout."),
+  /** Overrides the destination's `retry.retryOn`. */
+  retryOn: optional(array(union(literalUnion(RETRY_ON), integer({ min: 100, max: 599 })))).describe(
+    "Overrides the destination's retry.retryOn.",
+  ),
+  /** Overrides the destination's `retry.methods` (a route may allow more methods). */
+  methods: optional(array(string({ pattern: /^[A-Za-z]+$/, expected: 'an HTTP method' }))).describe(
+    "Overrides the destination's retry.methods.",
+  ),
+})
+
+const route = object({
+  /** A name, for events and error messages. Default: `route[i]`. */
+  name: optional(string()).describe('A name for events and errors.'),
+  /** Conditions, any of which selects this route; all of each one's fields must hold. Default: every call. */
+  match: optional(array(routeMatch)).describe(
+    'Conditions, any of which selects the route. Default every call.',
+  ),
+  /** Where matching calls go: one destination, or a weighted split (a canary). Required. */
+  route: array(destination, { min: 1 }).describe(
+    'Where matching calls go: one destination or a weighted split.',
+  ),
+  /**
+   * Keep a caller on one side of a weighted split by hashing this header, cookie or query
+   * parameter (a user stays on the canary or off it). Default: each call drawn at random.
+   */
+  sticky: optional(
+    transform(
+      object({
+        header: optional(string()).describe('A header to hash.'),
+        cookie: optional(string()).describe('A cookie to hash.'),
+        query: optional(string()).describe('A query parameter to hash.'),
+      }),
+      (k, issue) => {
+        if ([k.header, k.cookie, k.query].filter((v) => v !== undefined).length !== 1) {
+          issue('expected exactly one of header, cookie, query')
+        }
+        return k
+      },
+    ),
+  ).describe('Keep a caller on one side of a split by hashing a header, cookie or query parameter.'),
+  /** Changes to the request's headers. Default none. */
+  requestHeaders: optional(headerOps).describe("Changes to the request's headers."),
+  /** Changes to the response's headers. Default none. */
+  responseHeaders: optional(headerOps).describe("Changes to the response's headers."),
+  /**
+   * Rewrites: `prefix` replaces the path prefix the route matched (`match.path.prefix`), `host`
+   * sets the `host` header sent upstream. Default none.
+   */
+  rewrite: optional(
+    object({
+      prefix: optional(string()).describe('Replaces the matched path prefix.'),
+      host: optional(string()).describe('The host header sent upstream.'),
+    }),
+  ).describe('Path prefix and host rewrites.'),
+  /**
+   * A copy of a share of the calls to another destination, fire-and-forget: its answer is
+   * dropped, and it never delays or fails the call. Default none.
+   */
+  mirror: optional(
+    object({
+      service: serviceName.describe('The service that gets the copies.'),
+      subset: optional(subsetName).describe('A subset of it.'),
+      /** Share of calls copied, 0..100. Default `100`. */
+      percent: optional(number({ min: 0, max: 100 }), 100).describe('Share of calls copied.'),
+    }),
+  ).describe('Copies of calls to another destination, fire-and-forget.'),
+  /** Injected faults (chaos testing). Default none. */
+  fault: optional(fault).describe('Injected faults (chaos testing).'),
+  /** Overrides the destination's `timeout`. */
+  timeout: optional(duration()).describe("Overrides the destination's timeout."),
+  /** Overrides some of the destination's `retry` settings. */
+  retry: optional(routeRetry).describe("Overrides some of the destination's retry settings."),
+  /** Overrides the destination's `hedge`. */
+  hedge: optional(hedge).describe("Overrides the destination's hedge."),
+  /** Overrides the destination's `circuitBreaker` (a breaker of its own for this route). */
+  circuitBreaker: optional(circuitBreaker).describe("Overrides the destination's circuit breaker."),
+  /** Overrides the destination's `fallback`. */
+  fallback: optional(fallback).describe("Overrides the destination's fallback."),
+})
 
 /** The schema of the whole config; {@link parseConfig} and {@link configJsonSchema} use it. */
 export const meshConfigSchema = object({
@@ -456,8 +834,19 @@ export const meshConfigSchema = object({
   strict: optional(boolean(), false).describe(
     'Whether a host naming no configured service is refused (false: it passes through untouched).',
   ),
+  /**
+   * The zone this process runs in: services prefer endpoints with the same `zone` and spill to
+   * others as their `locality` says. Default none: no zone preference.
+   */
+  zone: optional(string()).describe('The zone this process runs in (zone-aware balancing). Default none.'),
   /** The services, by name: the host that calls use (`http://users/...`). Required, may be `{}`. */
   services: record(service, { key: serviceName }).describe('The services, by the host name that calls use.'),
+  /**
+   * Routing rules, in order: the first whose `match` holds decides where a call goes (Istio's
+   * VirtualService `http` rules). A call no rule matches goes to the service its host names.
+   * Default `[]`.
+   */
+  routes: optional(array(route), []).describe('Routing rules, first match wins.'),
 })
 
 /** A config as users write it: most fields optional, durations as ms or strings like `'2s'`. */
@@ -470,6 +859,10 @@ export type ResolvedMeshConfig = Output<typeof meshConfigSchema>
 export type ResolvedServiceConfig = ResolvedMeshConfig['services'][string]
 /** One endpoint, resolved: an http origin (`http://127.0.0.1:8081`) or a grpc `host:port`. */
 export type ResolvedEndpoint = ResolvedServiceConfig['endpoints'][number]
+/** A service's `discovery`, resolved. */
+export type ResolvedDiscoveryConfig = NonNullable<ResolvedServiceConfig['discovery']>
+/** One routing rule, resolved. */
+export type ResolvedRoute = ResolvedMeshConfig['routes'][number]
 /** A condition for retrying: a name from Envoy's vocabulary or an HTTP status. */
 export type RetryOn = ResolvedServiceConfig['retry']['retryOn'][number]
 /** The load-balancing strategies a service may name. */
@@ -490,8 +883,41 @@ function deepFreeze<T>(value: T): T {
 export function parseConfig(input: unknown): ResolvedMeshConfig {
   const issues: ConfigIssue[] = []
   const config = meshConfigSchema.parse(input, '', issues)
+  if (config !== undefined) checkReferences(config, issues)
   if (issues.length > 0 || config === undefined) throw new ConfigInvalidError(issues)
   return deepFreeze(config)
+}
+
+/** Routes may only name services and subsets that exist. */
+function checkReferences(config: ResolvedMeshConfig, issues: ConfigIssue[]): void {
+  const check = (path: string, service: string, subset: string | undefined) => {
+    const svc = config.services[service]
+    if (svc === undefined) {
+      const known = Object.keys(config.services)
+      issues.push({
+        path: `${path}.service`,
+        message: `expected a configured service (${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none is configured'}), got "${service}"`,
+      })
+    } else if (subset !== undefined && !(subset in svc.subsets)) {
+      const known = Object.keys(svc.subsets)
+      issues.push({
+        path: `${path}.subset`,
+        message: `expected a subset of service "${service}" (${known.length ? known.map((k) => `"${k}"`).join(', ') : 'it has none'}), got "${subset}"`,
+      })
+    }
+  }
+  config.routes.forEach((r, i) => {
+    r.route.forEach((d, j) => {
+      check(`routes[${i}].route[${j}]`, d.service, d.subset)
+    })
+    if (r.route.every((d) => d.weight === 0)) {
+      issues.push({
+        path: `routes[${i}].route`,
+        message: 'expected at least one destination with a weight above 0',
+      })
+    }
+    if (r.mirror) check(`routes[${i}].mirror`, r.mirror.service, r.mirror.subset)
+  })
 }
 
 /** The JSON Schema (draft 2020-12) of {@link MeshConfig}, for editors and other languages. */

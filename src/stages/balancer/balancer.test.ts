@@ -9,6 +9,8 @@ import { balancer } from './balancer.js'
 import { ENDPOINT, Endpoint } from './endpoint.js'
 import { EndpointHealth } from './health.js'
 import { OUTLIER_DETECTION_DEFAULTS, type OutlierDetectionOptions } from './outlier-detection.js'
+import { peakEwma } from './peak-ewma.js'
+import { ringHash } from './ring-hash.js'
 import { leastRequest, randomPick, roundRobin } from './strategies.js'
 
 const endpoints = (n: number, weights: number[] = []) =>
@@ -350,5 +352,103 @@ describe('per-endpoint concurrency', () => {
     expect(eps[0]!.pending).toBe(50)
     for (const g of gates) g()
     await Promise.all(calls)
+  })
+})
+
+describe('what the balancer feeds its strategy', () => {
+  const slowOn = (address: string, ms: number) => async (_r: unknown, c: Context) => {
+    const e = c.get(ENDPOINT)!
+    if (e.address === address) await c.clock.sleep(ms)
+    return e.address
+  }
+
+  it('measures each attempt on the call clock for peak EWMA, failures included, and steers away', async () => {
+    const { ctx, clock } = fixture(2)
+    const eps = endpoints(3)
+    const h = chain(
+      [balancer({ service: 's', endpoints: eps, strategy: peakEwma() })],
+      async (_r, c: Context) => {
+        const e = c.get(ENDPOINT)!
+        if (e.address === 'e0') {
+          await c.clock.sleep(800)
+          throw new Error('slow and failing')
+        }
+        await c.clock.sleep(5)
+        return e.address
+      },
+    )
+    const calls = Array.from({ length: 30 }, () => h({}, ctx).catch(() => 'failed'))
+    await clock.advance(1000)
+    await Promise.all(calls)
+    expect(eps[0]!.rttEstimate).toBe(800)
+    expect(eps.map((e) => e.pending)).toEqual([0, 0, 0])
+    const later: string[] = []
+    for (let i = 0; i < 50; i++) {
+      const p = h({}, ctx)
+      await clock.advance(5)
+      later.push((await p) as string)
+    }
+    expect(later).not.toContain('e0')
+  })
+
+  it('measures in the health-checked stage too, next to outlier detection', async () => {
+    const { ctx, clock } = fixture(2)
+    const eps = endpoints(2)
+    const health = new EndpointHealth('s', eps, { outlierDetection: OUTLIER_DETECTION_DEFAULTS })
+    const h = chain(
+      [balancer({ service: 's', endpoints: eps, strategy: peakEwma(), health, classify: () => 'success' })],
+      slowOn('e1', 300),
+    )
+    const calls = Array.from({ length: 10 }, () => h({}, ctx))
+    await clock.advance(400)
+    await Promise.all(calls)
+    expect(eps[1]!.rttEstimate).toBe(300)
+    expect(eps[1]!.health.successes).toBeGreaterThan(0)
+  })
+
+  it('passes the request key to ring hash, so one key keeps its endpoint', async () => {
+    const { ctx } = fixture(3)
+    const eps = endpoints(5)
+    const h = chain(
+      [
+        balancer({
+          service: 's',
+          endpoints: eps,
+          strategy: ringHash(),
+          keyOf: (req: { user?: string }) => req.user,
+        }),
+      ],
+      async (_r, c: Context) => c.get(ENDPOINT)!.address,
+    )
+    const first = await h({ user: 'ada' }, ctx)
+    for (let i = 0; i < 20; i++) expect(await h({ user: 'ada' }, ctx)).toBe(first)
+    const spread = new Set<string>()
+    for (let i = 0; i < 50; i++) spread.add((await h({}, ctx)) as string) // no key: random
+    expect(spread.size).toBeGreaterThan(1)
+  })
+
+  it('records when each endpoint first appeared at the first call, for slow start', async () => {
+    const { ctx, clock } = fixture(1)
+    await clock.advance(1234)
+    const eps = endpoints(3)
+    const h = chain([balancer({ service: 's', endpoints: eps, strategy: roundRobin() })], async () => 1)
+    expect(eps[0]!.addedAt).toBeNaN()
+    await h({}, ctx)
+    expect(eps.map((e) => e.addedAt)).toEqual([1234, 1234, 1234])
+    // A later configuration adds an endpoint: only the new one gets the new time.
+    await clock.advance(1000)
+    const next = [...eps, new Endpoint({ address: 'e3' })]
+    await chain([balancer({ service: 's', endpoints: next, strategy: roundRobin() })], async () => 1)({}, ctx)
+    expect(next.map((e) => e.addedAt)).toEqual([1234, 1234, 1234, 2234])
+  })
+
+  it('does not measure latency for strategies that do not observe it', async () => {
+    const { ctx, clock } = fixture(1)
+    const eps = endpoints(2)
+    const h = chain([balancer({ service: 's', endpoints: eps, strategy: leastRequest() })], slowOn('e0', 50))
+    const p = Promise.all([h({}, ctx), h({}, ctx)])
+    await clock.advance(60)
+    await p
+    expect(eps.map((e) => e.rttEstimate)).toEqual([Number.NaN, Number.NaN])
   })
 })

@@ -6,6 +6,13 @@
  * endpoints in rotation and reports each attempt's verdict back; with `perEndpoint` it passes
  * over endpoints that already have that many attempts in flight. Without either, the stage is
  * the plain one: the features cost nothing when they are off.
+ *
+ * The stage also feeds the strategy what it needs and nothing more: the time (read only for a
+ * strategy that is `timed`), the request's hash key (only when `keyOf` is given), and each
+ * attempt's latency on the call's clock (only for a strategy that `observe`s, peak EWMA). It
+ * records when each endpoint first appeared (`Endpoint.addedAt`, for slow start) at the first
+ * call, since endpoints are created without a clock. One input object per stage is reused for
+ * every pick (picks are synchronous), so none of this allocates per call.
  */
 import { ATTEMPTED } from '../../core/attempts.js'
 import type { Context } from '../../core/context.js'
@@ -17,7 +24,7 @@ import type { Random } from '../../core/random.js'
 import { ENDPOINT, type Endpoint } from './endpoint.js'
 import type { EndpointHealth } from './health.js'
 import type { Probe } from './health-check.js'
-import type { Strategy } from './strategies.js'
+import type { PickInput, Strategy } from './strategies.js'
 
 /** Options of {@link balancer}. */
 export interface BalancerOptions<Req = unknown, Res = unknown> {
@@ -50,6 +57,23 @@ export interface BalancerOptions<Req = unknown, Res = unknown> {
   readonly perEndpoint?: number | undefined
   /** Where `ejection` and `ejection-end` go. Default none. */
   readonly events?: Events | undefined
+  /**
+   * The request's hash key for `ring-hash` (a header, a cookie, the path), or `undefined` when
+   * it has none (the pick is then random). Default none: no key.
+   */
+  readonly keyOf?: ((req: Req) => string | undefined) | undefined
+}
+
+/** The per-stage, reused {@link PickInput}. */
+interface MutablePickInput {
+  now: number
+  key: string | undefined
+  all: readonly Endpoint[]
+}
+
+/** Records the first sight of endpoints created since the last configuration (slow start reads it). */
+function recordArrivals(endpoints: readonly Endpoint[], now: number): void {
+  for (const e of endpoints) if (Number.isNaN(e.addedAt)) e.addedAt = now
 }
 
 /** How many extra picks a retry makes to avoid an endpoint this call already tried (Envoy: 3 is common). */
@@ -66,9 +90,10 @@ function avoidTried(
   tried: readonly unknown[],
   strategy: Strategy,
   ctx: Context,
+  input: PickInput,
 ): Endpoint {
   for (let i = 0; i < REPICKS; i++) {
-    const e = strategy.pick(endpoints, ctx.random)
+    const e = strategy.pick(endpoints, ctx.random, input)
     if (e !== undefined && !tried.includes(e)) return e
   }
   const untried = endpoints.filter((e) => !tried.includes(e))
@@ -118,17 +143,28 @@ export function balancer<Req, Res>(options: BalancerOptions<Req, Res>): Middlewa
 }
 
 function plainBalancer<Req, Res>(options: BalancerOptions<Req, Res>): Middleware<Req, Res> {
-  const { endpoints, strategy, service } = options
+  const { endpoints, strategy, service, keyOf } = options
+  const timed = strategy.timed === true
+  const observe = strategy.observe?.bind(strategy)
+  const input: MutablePickInput = { now: 0, key: undefined, all: endpoints }
+  let arrivals = true
   return (next) =>
     function balancerStage(req: Req, ctx: Context) {
-      let endpoint = strategy.pick(endpoints, ctx.random)
+      if (arrivals) {
+        recordArrivals(endpoints, ctx.clock.now())
+        arrivals = false
+      }
+      if (timed) input.now = ctx.clock.now()
+      if (keyOf !== undefined) input.key = keyOf(req)
+      let endpoint = strategy.pick(endpoints, ctx.random, input)
       if (endpoint === undefined) return Promise.reject(new NoHealthyEndpointError(service))
       const tried = ctx.get(ATTEMPTED)
       if (tried !== undefined) {
         if (tried.length > 0 && tried.includes(endpoint))
-          endpoint = avoidTried(endpoint, endpoints, tried, strategy, ctx)
+          endpoint = avoidTried(endpoint, endpoints, tried, strategy, ctx, input)
         tried.push(endpoint)
       }
+      if (observe !== undefined) return observed(observe, endpoint, req, ctx, next, timed ? input.now : -1)
       endpoint.pending++
       const done = <T>(value: T): T => {
         endpoint.pending--
@@ -149,11 +185,56 @@ function plainBalancer<Req, Res>(options: BalancerOptions<Req, Res>): Middleware
     }
 }
 
+/**
+ * Runs the attempt on `endpoint` and reports its latency to the strategy (peak EWMA), measured
+ * on the call's clock from `start` (`-1`: read it now). The closures are the ones any attempt
+ * needs for its in-flight count; the latency adds none.
+ */
+function observed<Req, Res>(
+  observe: NonNullable<Strategy['observe']>,
+  endpoint: Endpoint,
+  req: Req,
+  ctx: Context,
+  next: (req: Req, ctx: Context) => Promise<Res>,
+  start: number,
+): Promise<Res> {
+  const clock = ctx.clock
+  const sent = start < 0 ? clock.now() : start
+  endpoint.pending++
+  let result: Promise<Res>
+  try {
+    result = next(req, ctx.with(ENDPOINT, endpoint))
+  } catch (error) {
+    endpoint.pending--
+    const now = clock.now()
+    observe(endpoint, now - sent, now)
+    return Promise.reject(error)
+  }
+  return result.then(
+    (value) => {
+      endpoint.pending--
+      const now = clock.now()
+      observe(endpoint, now - sent, now)
+      return value
+    },
+    (error: unknown) => {
+      endpoint.pending--
+      const now = clock.now()
+      observe(endpoint, now - sent, now)
+      throw error
+    },
+  )
+}
+
 function guardedBalancer<Req, Res>(
   options: BalancerOptions<Req, Res>,
   perEndpoint: number,
 ): Middleware<Req, Res> {
-  const { endpoints, strategy, service, health, classify, probe, events } = options
+  const { endpoints, strategy, service, health, classify, probe, events, keyOf } = options
+  const timed = strategy.timed === true
+  const observe = strategy.observe?.bind(strategy)
+  const input: MutablePickInput = { now: 0, key: undefined, all: endpoints }
+  let arrivals = true
   // One outcome of each kind, reused: a classifier judges synchronously and keeps nothing (as
   // every meshlet classifier), so recording a verdict allocates nothing. Cleared after use so
   // that no response is held.
@@ -175,16 +256,24 @@ function guardedBalancer<Req, Res>(
   return (next) =>
     function balancerStage(req: Req, ctx: Context) {
       let candidates = endpoints
+      let now = -1
+      if (arrivals) {
+        now = ctx.clock.now()
+        recordArrivals(endpoints, now)
+        arrivals = false
+      }
       if (health !== undefined) {
         if (probe !== undefined && health.checksWanted)
           health.startChecks(probe, ctx.clock, ctx.random, events)
-        const now = ctx.clock.now()
+        if (now < 0) now = ctx.clock.now()
         candidates =
           health.endpoints === endpoints
             ? health.inRotation(now, ctx.random, events)
             : health.inRotationOf(endpoints, now)
       }
-      let endpoint = strategy.pick(candidates, ctx.random)
+      if (timed) input.now = now < 0 ? ctx.clock.now() : now
+      if (keyOf !== undefined) input.key = keyOf(req)
+      let endpoint = strategy.pick(candidates, ctx.random, input)
       if (endpoint === undefined) {
         return Promise.reject(
           new NoHealthyEndpointError(
@@ -195,7 +284,7 @@ function guardedBalancer<Req, Res>(
       }
       const tried = ctx.get(ATTEMPTED)
       if (tried !== undefined && tried.length > 0 && tried.includes(endpoint))
-        endpoint = avoidTried(endpoint, candidates, tried, strategy, ctx)
+        endpoint = avoidTried(endpoint, candidates, tried, strategy, ctx, input)
       if (perEndpoint > 0 && endpoint.pending >= perEndpoint) {
         const free = withRoom(candidates, perEndpoint, tried, ctx.random)
         if (free === undefined) {
@@ -207,14 +296,19 @@ function guardedBalancer<Req, Res>(
       }
       if (tried !== undefined) tried.push(endpoint)
       const chosen = endpoint
-      chosen.pending++
       const recorder = health !== undefined && classify !== undefined && health.passive ? health : undefined
+      if (recorder === undefined && observe !== undefined)
+        return observed(observe, chosen, req, ctx, next, timed ? input.now : -1)
+      const sent = observe === undefined ? 0 : timed ? input.now : ctx.clock.now()
+      chosen.pending++
       let result: Promise<Res>
       try {
         result = next(req, ctx.with(ENDPOINT, chosen))
       } catch (error) {
         chosen.pending--
-        recorder?.record(chosen, judge(req, undefined, error, false), ctx.clock.now(), ctx.random, events)
+        const end = ctx.clock.now()
+        observe?.(chosen, end - sent, end)
+        recorder?.record(chosen, judge(req, undefined, error, false), end, ctx.random, events)
         return Promise.reject(error)
       }
       if (recorder === undefined) {
@@ -232,12 +326,16 @@ function guardedBalancer<Req, Res>(
       return result.then(
         (value) => {
           chosen.pending--
-          recorder.record(chosen, judge(req, value, undefined, true), ctx.clock.now(), ctx.random, events)
+          const end = ctx.clock.now()
+          observe?.(chosen, end - sent, end)
+          recorder.record(chosen, judge(req, value, undefined, true), end, ctx.random, events)
           return value
         },
         (error: unknown) => {
           chosen.pending--
-          recorder.record(chosen, judge(req, undefined, error, false), ctx.clock.now(), ctx.random, events)
+          const end = ctx.clock.now()
+          observe?.(chosen, end - sent, end)
+          recorder.record(chosen, judge(req, undefined, error, false), end, ctx.random, events)
           throw error
         },
       )

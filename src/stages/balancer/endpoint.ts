@@ -81,6 +81,18 @@ export class Endpoint {
   pending = 0
   /** Outlier detection and health-check state (read by the balancer when health is configured). */
   readonly health = new EndpointHealthState()
+  /**
+   * When a balancer first saw the endpoint (clock ms; slow start ramps its weight from then).
+   * `NaN` until then: the endpoint is created without a clock, so the first pick records it.
+   */
+  addedAt = Number.NaN
+  /**
+   * The peak-EWMA latency estimate (ms), kept by the `peak-ewma` strategy; `NaN` until it first
+   * reads it (a cold endpoint then starts at the strategy's default RTT, as tower does).
+   */
+  rttEstimate = Number.NaN
+  /** When {@link rttEstimate} was last decayed or updated (clock ms). */
+  rttStamp = 0
 
   constructor(init: EndpointInit) {
     this.address = init.address

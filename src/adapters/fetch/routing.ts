@@ -1,0 +1,128 @@
+/**
+ * What routing needs from HTTP: a {@link RouteView} over a fetch call (headers, query and
+ * cookies parsed only when a rule asks for them), request and response header changes, path and
+ * host rewrites, Envoy's header-triggered faults, and the response an injected abort answers.
+ */
+import type { HeaderFault } from '../../stages/fault/fault.js'
+import type { RouteView } from '../../stages/router/router.js'
+import type { HttpRequest } from './request.js'
+
+/** Header changes of a route. */
+export interface HeaderOps {
+  readonly set: Readonly<Record<string, string>>
+  readonly add: Readonly<Record<string, string>>
+  readonly remove: readonly string[]
+}
+
+/** A route view of an HTTP call to `host`; headers, query and cookies are parsed on first use. */
+export function httpRouteView(host: string, req: HttpRequest): RouteView {
+  let headers: Headers | undefined
+  let query: URLSearchParams | undefined
+  let cookies: Map<string, string> | undefined
+  const h = () => {
+    headers ??= new Headers(req.init.headers)
+    return headers
+  }
+  return {
+    host,
+    method: req.method,
+    path: req.path,
+    header: (name) => h().get(name) ?? undefined,
+    query(name) {
+      if (query === undefined) {
+        const q = req.path.indexOf('?')
+        query = new URLSearchParams(q < 0 ? '' : req.path.slice(q + 1))
+      }
+      return query.get(name) ?? undefined
+    },
+    cookie(name) {
+      if (cookies === undefined) {
+        cookies = new Map()
+        for (const part of (h().get('cookie') ?? '').split(';')) {
+          const eq = part.indexOf('=')
+          if (eq > 0) cookies.set(part.slice(0, eq).trim(), decodeURIComponent(part.slice(eq + 1).trim()))
+        }
+      }
+      return cookies.get(name)
+    },
+  }
+}
+
+/** Applies header changes to a copy of `headers`. */
+export function applyHeaderOps(
+  headers: HeadersInit | undefined,
+  ops: HeaderOps | undefined,
+  host?: string,
+): Headers {
+  const out = new Headers(headers)
+  if (ops) {
+    for (const name of ops.remove) out.delete(name)
+    for (const [name, value] of Object.entries(ops.set)) out.set(name, value)
+    for (const [name, value] of Object.entries(ops.add)) out.append(name, value)
+  }
+  if (host !== undefined) out.set('host', host)
+  return out
+}
+
+/**
+ * The request as a route sends it: header changes, the matched path prefix replaced, the host
+ * header set. The caller's objects are never changed.
+ */
+export function rewriteRequest(
+  req: HttpRequest,
+  service: string,
+  ops: HeaderOps | undefined,
+  rewrite: { readonly prefix?: string | undefined; readonly host?: string | undefined } | undefined,
+  matchedPrefix: string | undefined,
+): HttpRequest {
+  let path = req.path
+  if (rewrite?.prefix !== undefined && matchedPrefix !== undefined && path.startsWith(matchedPrefix)) {
+    path = rewrite.prefix + path.slice(matchedPrefix.length)
+    if (!path.startsWith('/')) path = `/${path}`
+  }
+  const init =
+    ops || rewrite?.host !== undefined
+      ? { ...req.init, headers: applyHeaderOps(req.init.headers, ops, rewrite?.host) }
+      : req.init
+  return { ...req, service, path, init }
+}
+
+/** A response with header changes (fetch responses have immutable headers: the body is carried over). */
+export function rewriteResponse(res: Response, ops: HeaderOps): Response {
+  return new Response(res.body, {
+    status: res.status,
+    statusText: res.statusText,
+    headers: applyHeaderOps(res.headers, ops),
+  })
+}
+
+const num = (v: string | null): number | undefined => {
+  if (v === null || !/^\d+(\.\d+)?$/.test(v.trim())) return undefined
+  return Number(v)
+}
+
+/**
+ * Envoy's header faults: `x-envoy-fault-abort-request` (a status), `x-envoy-fault-delay-request`
+ * (ms), and their `-percentage` companions (0..100). Malformed values are ignored.
+ */
+export function httpHeaderFault(req: HttpRequest): HeaderFault | undefined {
+  const headers = req.init.headers
+  if (headers === undefined) return undefined
+  const h = new Headers(headers)
+  const abort = num(h.get('x-envoy-fault-abort-request'))
+  const delay = num(h.get('x-envoy-fault-delay-request'))
+  if (abort === undefined && delay === undefined) return undefined
+  return {
+    abort: abort !== undefined && abort >= 200 && abort <= 599 ? abort : undefined,
+    abortPercent: num(h.get('x-envoy-fault-abort-request-percentage')),
+    delay,
+    delayPercent: num(h.get('x-envoy-fault-delay-request-percentage')),
+  }
+}
+
+/** What an injected HTTP abort answers: an empty response with the status, marked as injected. */
+export function httpAbort(_req: HttpRequest, status: number): Promise<Response> {
+  return Promise.resolve(
+    new Response('fault filter abort', { status, headers: { 'x-meshlet-fault': 'abort' } }),
+  )
+}

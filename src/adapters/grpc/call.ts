@@ -1,0 +1,272 @@
+/**
+ * The caller's side of a meshed gRPC call: a grpc-js `Call` (the object a channel's
+ * `createCall` returns) that runs the mesh pipeline instead of one HTTP/2 stream.
+ *
+ * grpc-js's client builds its call objects (`ClientUnaryCall`, the streams), runs the caller's
+ * interceptors and (de)serializes messages above this object, so the wrapped client keeps every
+ * grpc-js behaviour: its overloads, events, errors and flow control. This object only sees
+ * bytes and status: it starts the pipeline when the request is known (at `halfClose` for a
+ * unary request, at `start` for a streaming one), queues the caller's writes until a streaming
+ * attempt begins, and reports exactly one final status.
+ */
+import type { Cancellation } from '../../core/cancel.js'
+import type {
+  GrpcCallListener,
+  GrpcMessageContext,
+  GrpcMetadata,
+  GrpcRawCall,
+  GrpcStatusObject,
+} from './grpc-types.js'
+import type { GrpcCallIo, GrpcMethodKind, GrpcRequest, GrpcResponse, QueuedWrite } from './request.js'
+import { statusOfError } from './status.js'
+import { emptyLike } from './transport.js'
+
+/** Runs one request through the mesh; `bind` receives the call's cancellation once it has one. */
+export type GrpcInvoke = (
+  req: GrpcRequest,
+  deadline: Date | number,
+  bind: (cancel: Cancellation) => void,
+) => Promise<GrpcResponse>
+
+/** What a {@link MeshCall} is made of. */
+export interface MeshCallInit {
+  readonly service: string
+  readonly path: string
+  readonly kind: GrpcMethodKind
+  /** The caller's own deadline (`CallOptions.deadline`), `Infinity` when none. */
+  readonly deadline: Date | number
+  readonly host: string | null | undefined
+  readonly parent: unknown
+  readonly propagateFlags: number | null | undefined
+  readonly invoke: GrpcInvoke
+}
+
+/** The reason a caller's cancellation carries through the pipeline (`AbortError`: classified `ignored`). */
+class CallCancelledError extends Error {
+  constructor(details: string) {
+    super(details)
+    this.name = 'AbortError'
+  }
+}
+
+const HALF_CLOSE = 'half-close'
+
+let callNumbers = 0
+
+/** A meshed call; see the module comment. */
+export class MeshCall implements GrpcRawCall, GrpcCallIo {
+  readonly #init: MeshCallInit
+  readonly #number = ++callNumbers
+  #listener: GrpcCallListener | undefined
+  #metadata: GrpcMetadata | undefined
+  #message: Buffer | undefined
+  #credentials: object | undefined
+  #queue: (QueuedWrite | typeof HALF_CLOSE)[] = []
+  #raw: GrpcRawCall | undefined
+  #committed = false
+  #readPending = false
+  #started = false
+  #done = false
+  #cancel: Cancellation | undefined
+  #peer = 'unknown'
+
+  constructor(init: MeshCallInit) {
+    this.#init = init
+  }
+
+  // GrpcCallIo: read by the transport.
+  get metadata(): GrpcMetadata {
+    return this.#metadata!
+  }
+  get message(): Buffer | undefined {
+    return this.#message
+  }
+  get credentials(): object | undefined {
+    return this.#credentials
+  }
+  get parent(): unknown {
+    return this.#init.parent
+  }
+  get propagateFlags(): number | null | undefined {
+    return this.#init.propagateFlags
+  }
+  get host(): string | null | undefined {
+    return this.#init.host
+  }
+
+  /** Whether the request is one message (unary and server streaming). */
+  get #unaryRequest(): boolean {
+    return this.#init.kind === 'unary' || this.#init.kind === 'server-stream'
+  }
+
+  start(metadata: GrpcMetadata, listener: GrpcCallListener): void {
+    this.#metadata = metadata
+    this.#listener = listener
+    if (!this.#unaryRequest) this.#begin()
+  }
+
+  sendMessageWithContext(context: GrpcMessageContext, message: Buffer): void {
+    if (this.#done) {
+      context.callback?.()
+      return
+    }
+    if (this.#unaryRequest) {
+      this.#message = message
+      const callback = context.callback
+      if (callback) queueMicrotask(() => callback())
+      return
+    }
+    if (this.#raw) this.#raw.sendMessageWithContext(context, message)
+    else this.#queue.push({ context, message })
+  }
+
+  halfClose(): void {
+    if (this.#unaryRequest) this.#begin()
+    else if (this.#raw) this.#raw.halfClose()
+    else this.#queue.push(HALF_CLOSE)
+  }
+
+  startRead(): void {
+    // A unary call's attempt reads its one message itself.
+    if (this.#init.kind === 'unary') return
+    this.#readPending = true
+    this.#raw?.startRead()
+  }
+
+  cancelWithStatus(status: number, details: string): void {
+    if (this.#done) return
+    if (this.#committed && this.#raw) {
+      // The stream runs outside the pipeline now: its own status will report the cancellation.
+      this.#raw.cancelWithStatus(status, details)
+      return
+    }
+    this.#done = true
+    this.#cancel?.abort(new CallCancelledError(details))
+    this.#releaseWrites()
+    const listener = this.#listener
+    const metadata = this.#metadata
+    if (listener && metadata) {
+      queueMicrotask(() => listener.onReceiveStatus({ code: status, details, metadata: emptyLike(metadata) }))
+    }
+  }
+
+  getPeer(): string {
+    if (this.#raw) {
+      try {
+        return this.#raw.getPeer()
+      } catch {
+        return this.#peer
+      }
+    }
+    return this.#peer
+  }
+
+  getCallNumber(): number {
+    return this.#number
+  }
+
+  setCredentials(credentials: object): void {
+    this.#credentials = credentials
+  }
+
+  getAuthContext(): object | null {
+    return this.#raw?.getAuthContext() ?? null
+  }
+
+  attach(raw: GrpcRawCall): void {
+    this.#raw = raw
+    const queue = this.#queue
+    this.#queue = []
+    for (const op of queue) {
+      if (op === HALF_CLOSE) raw.halfClose()
+      else raw.sendMessageWithContext(op.context, op.message)
+    }
+    if (this.#readPending) raw.startRead()
+  }
+
+  deliverMetadata(metadata: GrpcMetadata): void {
+    if (this.#done) return
+    this.#committed = true
+    this.#listener?.onReceiveMetadata(metadata)
+  }
+
+  deliverMessage(message: Buffer): void {
+    if (this.#done) return
+    this.#committed = true
+    this.#readPending = false
+    this.#listener?.onReceiveMessage(message)
+  }
+
+  deliverStatus(status: GrpcStatusObject): void {
+    if (this.#done) return
+    this.#done = true
+    this.#releaseWrites()
+    this.#listener?.onReceiveStatus(status)
+  }
+
+  #begin(): void {
+    if (this.#started) return
+    this.#started = true
+    const { service, path, kind, deadline, invoke } = this.#init
+    const req: GrpcRequest = { service, path, kind, metadata: this.#metadata!, io: this }
+    invoke(req, deadline, (cancel) => {
+      this.#cancel = cancel
+    }).then(
+      (res) => this.#finish(res),
+      (error: unknown) => this.#fail(error),
+    )
+  }
+
+  #finish(res: GrpcResponse): void {
+    if (this.#done) return
+    this.#peer = res.peer
+    // A committed stream reports its own status through deliverStatus.
+    if (res.status === undefined) return
+    this.#done = true
+    this.#releaseWrites()
+    const listener = this.#listener!
+    report(() => {
+      if (res.headers !== undefined) listener.onReceiveMetadata(res.headers)
+      if (res.message !== undefined) listener.onReceiveMessage(res.message)
+      listener.onReceiveStatus(res.status!)
+    })
+  }
+
+  #fail(error: unknown): void {
+    if (this.#done) return
+    this.#done = true
+    this.#releaseWrites()
+    const s = statusOfError(error)
+    const status: GrpcStatusObject & { meshCode?: string; cause: unknown } = {
+      code: s.code,
+      details: s.details,
+      metadata: emptyLike(this.#metadata!),
+      cause: s.cause,
+    }
+    if (s.meshCode !== undefined) status.meshCode = s.meshCode
+    const listener = this.#listener!
+    report(() => listener.onReceiveStatus(status))
+  }
+
+  /** Writes that will never be sent complete, so a writer waiting on them is not stuck. */
+  #releaseWrites(): void {
+    const queue = this.#queue
+    this.#queue = []
+    for (const op of queue) if (op !== HALF_CLOSE) op.context.callback?.()
+  }
+}
+
+/**
+ * Runs the caller's listener outside the promise chain: an exception thrown by application code
+ * (its callback) surfaces as an uncaught exception, as it would from grpc-js, rather than as an
+ * unhandled rejection that points into meshlet.
+ */
+function report(fn: () => void): void {
+  try {
+    fn()
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error
+    })
+  }
+}

@@ -1,0 +1,388 @@
+/**
+ * `withMeshGrpc`: wraps a grpc-js client so that its calls to a configured gRPC service go
+ * through the mesh, with every method signature, call object and event of grpc-js unchanged.
+ *
+ * How: a grpc-js client sends every call through its channel's `createCall`, below its
+ * interceptors and (de)serialization. The returned Proxy hands the client's own methods a mesh
+ * channel in place of its channel, so grpc-js still builds the call objects, runs the client's
+ * interceptors and serializes messages exactly as before; the mesh decides where each attempt
+ * of the serialized call goes. Nothing else of the client changes, and `instanceof` holds.
+ *
+ * The service is the host of the client's target (`new UsersClient('users', ...)` or
+ * `'dns:///users:50051'` names the service `users`); a target naming no gRPC service of the
+ * config passes through to the client's own channel (or fails with `UNAVAILABLE` when the
+ * mesh is `strict`).
+ */
+
+import { MeshCall, type MeshCall as MeshCallType } from '../adapters/grpc/call.js'
+import { MeshChannel } from '../adapters/grpc/channel.js'
+import { GrpcChannelPool } from '../adapters/grpc/channels.js'
+import { DEFAULT_GRPC_RETRYABLE_STATUS_CODES, grpcClassifier } from '../adapters/grpc/classify.js'
+import type { GrpcChannel, GrpcClientLike, GrpcMethodDefinitionLike } from '../adapters/grpc/grpc-types.js'
+import { grpcHealthProbe } from '../adapters/grpc/health.js'
+import { grpcProtocol } from '../adapters/grpc/protocol.js'
+import {
+  type GrpcMethodKind,
+  type GrpcRequest,
+  type GrpcResponse,
+  methodKind,
+  serviceOfTarget,
+} from '../adapters/grpc/request.js'
+import { emptyLike, grpcTransport } from '../adapters/grpc/transport.js'
+import type { Clock } from '../core/clock.js'
+import { UnknownServiceError } from '../core/errors.js'
+import type { Handler, Middleware } from '../core/handler.js'
+import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
+import { fault } from '../stages/fault/fault.js'
+import type { RouteView } from '../stages/router/router.js'
+import type { MeshConfig, ResolvedRoute, ResolvedServiceConfig } from './config/config.js'
+import { createMesh, type Mesh } from './mesh.js'
+import { effectiveConfig } from './route-policy.js'
+import { destinationKey, type ServiceRuntime, type Snapshot } from './runtime.js'
+import { buildStack } from './stack.js'
+
+/** Options of {@link withMeshGrpc}. */
+export interface WithMeshGrpcOptions {
+  /**
+   * Channel credentials of the endpoint channels (`grpc.credentials.createSsl(...)`). Default
+   * `credentials.createInsecure()`. Clients wrapped with the same credentials object (or none)
+   * share the mesh's channel to each endpoint.
+   */
+  readonly credentials?: object
+  /** grpc-js channel options of the endpoint channels. Default `{}`. */
+  readonly channelOptions?: Readonly<Record<string, unknown>>
+}
+
+/** A transport over one pool of endpoint channels (stacks over it are cached by each destination). */
+interface PoolTransport {
+  readonly pool: GrpcChannelPool
+  readonly transport: Handler<GrpcRequest, GrpcResponse>
+  /** Per service of a snapshot (a new snapshot has new `ServiceRuntime`s): built on first use. */
+}
+
+/** The gRPC side of one mesh: its channel pools, kept in step with its configuration. */
+class GrpcMeshRuntime {
+  readonly mesh: Mesh
+  readonly #pools = new Map<string, PoolTransport>()
+  readonly #credentialIds = new WeakMap<object, number>()
+  #nextCredentialId = 1
+
+  constructor(mesh: Mesh) {
+    this.mesh = mesh
+    mesh.events.on('config-updated', () => this.#retain())
+    mesh.events.on('discovery-updated', () => this.#retain())
+    mesh.onClose(() => {
+      for (const { pool } of this.#pools.values()) pool.close()
+    })
+  }
+
+  /** The pool (and its transport) for these options. */
+  pool(options: WithMeshGrpcOptions): PoolTransport {
+    let id = 0
+    if (options.credentials !== undefined) {
+      id = this.#credentialIds.get(options.credentials) ?? 0
+      if (id === 0) {
+        id = this.#nextCredentialId++
+        this.#credentialIds.set(options.credentials, id)
+      }
+    }
+    const key = `${id}\u0000${JSON.stringify(options.channelOptions ?? {})}`
+    let entry = this.#pools.get(key)
+    if (entry === undefined) {
+      const pool = new GrpcChannelPool({
+        credentials: options.credentials,
+        channelOptions: options.channelOptions,
+      })
+      entry = { pool, transport: grpcTransport(pool) }
+      this.#pools.set(key, entry)
+    }
+    return entry
+  }
+
+  /** Retires the channels of endpoints the new configuration no longer lists. */
+  #retain(): void {
+    const addresses = new Set<string>()
+    for (const svc of this.mesh.snapshot.services.values()) {
+      if (svc.config.protocol === 'grpc') for (const e of svc.endpoints) addresses.add(e.address)
+    }
+    for (const { pool } of this.#pools.values()) pool.retain(addresses)
+  }
+}
+
+const runtimes = new WeakMap<Mesh, GrpcMeshRuntime>()
+
+function runtimeOf(mesh: Mesh): GrpcMeshRuntime {
+  let rt = runtimes.get(mesh)
+  if (rt === undefined) {
+    rt = new GrpcMeshRuntime(mesh)
+    runtimes.set(mesh, rt)
+  }
+  return rt
+}
+
+/** The retryable (A6 retry) or non-fatal (A6 hedging) status codes of a service: `retry.retryableStatusCodes`. */
+function retryableStatusCodesOf(config: ResolvedServiceConfig): readonly (string | number)[] {
+  const codes = config.retry.retryableStatusCodes
+  return codes ?? DEFAULT_GRPC_RETRYABLE_STATUS_CODES
+}
+
+/** The stack of a gRPC destination (through `route`, when one matched) over `pt`, built once per snapshot. */
+function grpcStack(
+  svc: ServiceRuntime,
+  route: ResolvedRoute | undefined,
+  breaker: CircuitBreaker | undefined,
+  m: Mesh,
+  pt: PoolTransport,
+): Handler<GrpcRequest, GrpcResponse> {
+  return svc.handler(pt, route ?? NO_ROUTE, () => buildGrpcStack(svc, route, breaker, m, pt))
+}
+
+const NO_ROUTE = {}
+
+/** A trailers-only answer with `code`: what an injected gRPC abort answers. */
+function grpcAbort(req: GrpcRequest, code: number): Promise<GrpcResponse> {
+  const metadata = emptyLike(req.metadata)
+  metadata.set('x-meshlet-fault', 'abort')
+  return Promise.resolve({
+    status: { code, details: 'fault filter abort', metadata },
+    headers: undefined,
+    message: undefined,
+    committed: false,
+    attempt: 0,
+    peer: '',
+  })
+}
+
+function buildGrpcStack(
+  svc: ServiceRuntime,
+  route: ResolvedRoute | undefined,
+  breaker: CircuitBreaker | undefined,
+  m: Mesh,
+  pt: PoolTransport,
+): Handler<GrpcRequest, GrpcResponse> {
+  const config = effectiveConfig(svc.config, route)
+  const f = route?.fault
+  const faultStage =
+    f && (f.abort || f.delay)
+      ? fault<GrpcRequest, GrpcResponse>({
+          abort: f.abort ? { percent: f.abort.percent, status: f.abort.grpcStatus } : undefined,
+          delay: f.delay,
+          abortWith: grpcAbort,
+        })
+      : undefined
+  return buildStack(
+    {
+      name: svc.name,
+      config,
+      endpoints: svc.endpoints,
+      strategy: svc.strategy,
+      classify: grpcClassifier(retryableStatusCodesOf(config)),
+      protocol: grpcProtocol,
+      // Hedging sends the same request to several endpoints at once: unary calls only.
+      idempotent: (req) => req.kind === 'unary',
+      budget: svc.budget,
+      latency: svc.latency,
+      health: svc.health,
+      probe: svc.config.healthCheck === undefined ? undefined : grpcHealthProbe({ channels: pt.pool }),
+      breaker,
+      bulkhead: svc.bulkhead as Middleware<GrpcRequest, GrpcResponse> | undefined,
+      // A static fallback is an HTTP response; gRPC services have none (yet).
+      fallback: undefined,
+      faultCall: f?.scope === 'call' ? faultStage : undefined,
+      faultAttempt: f?.scope === 'attempt' ? faultStage : undefined,
+      events: m.events,
+    },
+    pt.transport,
+  )
+}
+
+/** A route view of a gRPC call: the path is the full method name, headers are its metadata. */
+function grpcRouteView(host: string, req: GrpcRequest): RouteView {
+  return {
+    host,
+    method: 'POST',
+    path: req.path,
+    header(name) {
+      const v = req.metadata.get(name)[0]
+      return v === undefined ? undefined : typeof v === 'string' ? v : v.toString()
+    },
+    query: () => undefined,
+    cookie: () => undefined,
+  }
+}
+
+/**
+ * Where a gRPC call goes: the first matching route's destination (routes see the full method
+ * name and the metadata), else the service its target names.
+ */
+function destinationOf(
+  snapshot: Snapshot,
+  service: string,
+  req: GrpcRequest,
+  m: Mesh,
+):
+  | { svc: ServiceRuntime; route: ResolvedRoute | undefined; breaker: CircuitBreaker | undefined }
+  | undefined {
+  const own = snapshot.services.get(service)
+  if (!snapshot.router.empty) {
+    const decision = snapshot.router.route(grpcRouteView(service, req), m.random)
+    if (decision !== undefined) {
+      const { destination, route, index } = decision
+      const dest = snapshot.destinations.get(destinationKey(destination.service, destination.subset))
+      if (dest === undefined || dest.config.protocol !== 'grpc') return undefined
+      const breaker = route.circuitBreaker
+        ? snapshot.routeBreakers.get(`${dest.name}#${index}`)
+        : dest.breaker
+      return { svc: dest, route, breaker }
+    }
+  }
+  if (own === undefined || own.config.protocol !== 'grpc') return undefined
+  return { svc: own, route: undefined, breaker: own.breaker }
+}
+
+/** The caller's deadline (wall clock: a `Date` or epoch ms) on `clock`'s timeline. */
+function deadlineOnClock(deadline: Date | number, clock: Clock): number {
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline
+  if (!Number.isFinite(ms)) return ms
+  return clock.now() + (ms - clock.wall())
+}
+
+/** The shape of each method the client's class defines, by full method name. */
+function methodKinds(client: object): Map<string, GrpcMethodKind> {
+  const kinds = new Map<string, GrpcMethodKind>()
+  for (let p: unknown = Object.getPrototypeOf(client); p !== null && p !== Object.prototype; ) {
+    const ctor = (p as { constructor?: { service?: unknown } }).constructor
+    const service = ctor?.service
+    if (service !== null && typeof service === 'object') {
+      for (const def of Object.values(service as Record<string, GrpcMethodDefinitionLike>)) {
+        if (def && typeof def.path === 'string' && !kinds.has(def.path))
+          kinds.set(def.path, methodKind(Boolean(def.requestStream), Boolean(def.responseStream)))
+      }
+    }
+    p = Object.getPrototypeOf(p)
+  }
+  return kinds
+}
+
+/** The prototype that defines the service's methods (`makeClientConstructor`'s class). */
+function serviceMethods(client: object): Record<string, unknown> | undefined {
+  for (let p: unknown = Object.getPrototypeOf(client); p !== null && p !== Object.prototype; ) {
+    if (Object.hasOwn(p as object, 'constructor')) {
+      const ctor = (p as { constructor: { service?: unknown } }).constructor
+      if (ctor.service !== null && typeof ctor.service === 'object') return p as Record<string, unknown>
+    }
+    p = Object.getPrototypeOf(p)
+  }
+  return undefined
+}
+
+/**
+ * Wraps a grpc-js client (made by `makeClientConstructor`, `loadPackageDefinition` or generated
+ * code) so that its calls to the gRPC service named by its target go through `mesh`: routed,
+ * balanced over the service's endpoints, retried and hedged after gRFC A6, given the service's
+ * deadline, guarded by its breaker. The result is the same client (a Proxy over it): same type,
+ * same methods and overloads (`(req, cb)`, `(req, metadata, cb)`, `(req, options, cb)`,
+ * `(req, metadata, options, cb)`), same call objects and events, errors as grpc-js
+ * `ServiceError`s (mesh failures carry `meshCode` and `cause`; see docs/grpc.md).
+ *
+ * `mesh` may be a config (a mesh is then created). Each endpoint gets its own channel from the
+ * mesh, created on first use and closed when the endpoint leaves the config or the mesh closes;
+ * `client.close()` closes only the client's own channel.
+ *
+ * @example
+ * ```ts
+ * import { credentials, loadPackageDefinition } from '@grpc/grpc-js'
+ * import { createMesh, withMeshGrpc } from 'meshlet'
+ * const mesh = createMesh({ services: { users: { protocol: 'grpc', endpoints: ['127.0.0.1:50051'] } } })
+ * // const users = withMeshGrpc(new pkg.Users('users', credentials.createInsecure()), mesh)
+ * // users.getUser({ id: 42 }, (err, user) => { ... })
+ * ```
+ */
+export function withMeshGrpc<C extends GrpcClientLike>(
+  client: C,
+  mesh: Mesh | MeshConfig,
+  options: WithMeshGrpcOptions = {},
+): C {
+  if (client === null || typeof client !== 'object' || typeof client.getChannel !== 'function') {
+    throw new TypeError('withMesh: expected a grpc-js client (an object with getChannel())')
+  }
+  const original = client.getChannel() as GrpcChannel
+  // grpc-js keeps the channel in a private symbol-keyed slot that every call reads.
+  const slot = Object.getOwnPropertySymbols(client).find(
+    (s) => (client as unknown as Record<symbol, unknown>)[s] === original,
+  )
+  if (slot === undefined) {
+    throw new TypeError('withMesh: this client does not hold its channel as @grpc/grpc-js 1.x clients do')
+  }
+  const m = isMesh(mesh) ? mesh : createMesh(mesh)
+  const pt = runtimeOf(m).pool(options)
+  const service = serviceOfTarget(original.getTarget())
+  const kinds = methodKinds(client)
+
+  const channel = new MeshChannel(original, {
+    createCall(path, deadline, host, parent, propagateFlags): MeshCallType | undefined {
+      const snapshot = m.snapshot
+      const kind = kinds.get(path) ?? 'bidi'
+      const own = service === undefined ? undefined : snapshot.services.get(service)
+      const meshed = own !== undefined && own.config.protocol === 'grpc'
+      if (service === undefined || (!meshed && snapshot.router.empty)) {
+        if (!snapshot.strict || service === undefined) return undefined
+      }
+      const target = service as string
+      return new MeshCall({
+        service: target,
+        path,
+        kind,
+        deadline,
+        host,
+        parent,
+        propagateFlags,
+        invoke: (req, callerDeadline, bind) => {
+          const dest = destinationOf(snapshot, target, req, m)
+          if (dest === undefined) return Promise.reject(new UnknownServiceError(target))
+          const handler = grpcStack(dest.svc, dest.route, dest.breaker, m, pt)
+          return m.invoke(
+            function grpcCall(r: GrpcRequest, ctx) {
+              bind(ctx.cancel)
+              const limit = deadlineOnClock(callerDeadline, ctx.clock)
+              return handler(r, limit < ctx.deadline ? ctx.withDeadline(limit) : ctx)
+            },
+            { ...req, service: dest.svc.service },
+            undefined,
+          )
+        },
+      })
+    },
+    endpointChannels() {
+      const svc = service === undefined ? undefined : m.snapshot.services.get(service)
+      if (svc === undefined || svc.config.protocol !== 'grpc') return []
+      const channels: GrpcChannel[] = []
+      for (const e of svc.endpoints) {
+        const c = pt.pool.channel(e.address)
+        if (c !== undefined) channels.push(c)
+      }
+      return channels
+    },
+    load: () => pt.pool.load(),
+  })
+
+  const methods = serviceMethods(client)
+  const wrapped = new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop === slot) return channel
+      const value: unknown = Reflect.get(target, prop, receiver)
+      // Generated code that defines each method as an instance arrow function calling
+      // `super.method` binds `this` to the unwrapped client: use the class's method instead.
+      if (typeof value === 'function' && methods !== undefined && Object.hasOwn(target, prop)) {
+        const own = methods[prop as string]
+        if (typeof own === 'function') return own
+      }
+      return value
+    },
+  })
+  return wrapped
+}
+
+function isMesh(value: unknown): value is Mesh {
+  return typeof value === 'object' && value !== null && 'invoke' in value && 'snapshot' in value
+}
