@@ -38,34 +38,38 @@ export function timeout<Req, Res>(options: TimeoutOptions = {}): Middleware<Req,
         // The deadline passed before this attempt could start (a retry or a queue used it up).
         return Promise.reject(new TimeoutError('call', 0, { service }))
       }
-      const cancel = ctx.cancel.child()
+      // The call's deadline ends the whole call: aborting the call's own token is exactly right
+      // (retries and hedges stop too) and saves a child token per attempt. A per-try limit ends
+      // this attempt only, so it needs a child token.
+      const cancel = callBound ? undefined : ctx.cancel.child()
+      const target = cancel ?? ctx.cancel
       return new Promise<Res>((resolve, reject) => {
         let done = false
         const timer = ctx.clock.setTimer(() => {
           if (done) return
           done = true
-          cancel.release()
+          cancel?.release()
           const error = new TimeoutError(callBound ? 'call' : 'attempt', callBound ? limit - now : perTry, {
             service,
           })
           if (events?.has('timeout'))
             events.emit('timeout', { service: service ?? '', scope: error.scope, timeout: error.timeout })
-          cancel.abort(error)
+          target.abort(error)
           reject(error)
         }, limit - now)
-        next(req, ctx.withCancel(cancel)).then(
+        next(req, cancel === undefined ? ctx : ctx.withCancel(cancel)).then(
           (value) => {
             if (done) return
             done = true
             ctx.clock.clearTimer(timer)
-            cancel.release()
+            cancel?.release()
             resolve(value)
           },
           (error: unknown) => {
             if (done) return
             done = true
             ctx.clock.clearTimer(timer)
-            cancel.release()
+            cancel?.release()
             reject(error)
           },
         )
