@@ -4,10 +4,12 @@
  * the call first. Stages are built once per service when a configuration is applied, so the
  * per-call path does lookups, never setup.
  *
- * Planned stages (their issues) keep their place in this order: telemetry, access policy and
- * router (issue 7) before the deadline; quota and fault injection between router and deadline;
- * hedging beside retry (issue 4); circuit breaker between retry and balancer, outlier detection
- * inside the balancer (issue 5); bulkhead between balancer and attempt timeout.
+ * The router runs before this stack (in `withMesh`): it picks the route and the destination,
+ * and the stack is built per (destination, route), so the route's policy is fixed at build time.
+ * The order, outermost first: fallback, fault (call scope), deadline, bulkhead, retry, hedge,
+ * circuit breaker, fault (attempt scope), balancer (outlier detection and per-endpoint limits
+ * inside it), attempt timeout, transport. Telemetry, access policy and quota, which come later,
+ * go before the fallback, in that order.
  */
 import type { Events } from '../core/events.js'
 import { chain, type Handler, type Middleware } from '../core/handler.js'
