@@ -32,6 +32,26 @@ export const GrpcStatus = {
   UNAUTHENTICATED: 16,
 } as const
 
+/** Every status name but OK: what retry, hedging and fault policies may name. */
+export const GRPC_FAILURE_STATUSES = [
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+] as const satisfies readonly Exclude<keyof typeof GrpcStatus, 'OK'>[]
+
 /** A gRPC status code name, such as `'UNAVAILABLE'`. */
 export type GrpcStatusName = keyof typeof GrpcStatus
 

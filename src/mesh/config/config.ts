@@ -4,6 +4,7 @@
  * the validation with every problem reported at once, and the JSON Schema for editors.
  */
 
+import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import {
   array,
@@ -129,25 +130,6 @@ const backoff = transform(
 
 const IDEMPOTENT_METHODS = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
 
-const GRPC_CODES = [
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-] as const
-
 const budget = object({
   /**
    * `'ratio'`: Finagle's budget (retries up to `ratio` x calls plus `minPerSecond`, over `ttl`);
@@ -198,9 +180,9 @@ const retry = object({
    * gRPC services: the status codes retried (gRFC A6 `retryableStatusCodes`), which are also
    * the non-fatal codes of hedging. Default `['UNAVAILABLE']`.
    */
-  retryableStatusCodes: optional(array(literalUnion(GRPC_CODES), { min: 1 }), ['UNAVAILABLE']).describe(
-    'gRPC services: the status codes retried (and non-fatal for hedging).',
-  ),
+  retryableStatusCodes: optional(array(literalUnion(GRPC_FAILURE_STATUSES), { min: 1 }), [
+    'UNAVAILABLE',
+  ]).describe('gRPC services: the status codes retried (and non-fatal for hedging).'),
   /**
    * The retry budget of the service, shared by all its calls (retries and hedges both spend
    * it). Default `{}`: ratio 0.2, minPerSecond 10, ttl 10 s.
@@ -622,6 +604,16 @@ const service = transform(
   },
 )
 
+/** Reports a `regex` field that is not a valid regular expression. */
+function checkRegex(regex: string | undefined, issue: Report): void {
+  if (regex === undefined) return
+  try {
+    new RegExp(regex)
+  } catch {
+    issue(`expected a valid regular expression, got ${formatValue(regex)}`, 'regex')
+  }
+}
+
 const stringMatch = transform(
   object({
     /** The value equals this. */
@@ -636,13 +628,7 @@ const stringMatch = transform(
   (m, issue) => {
     const given = [m.exact, m.prefix, m.regex, m.present].filter((v) => v !== undefined).length
     if (given !== 1) issue(`expected exactly one of exact, prefix, regex, present; got ${given}`)
-    if (m.regex !== undefined) {
-      try {
-        new RegExp(m.regex)
-      } catch {
-        issue(`expected a valid regular expression, got ${formatValue(m.regex)}`, 'regex')
-      }
-    }
+    checkRegex(m.regex, issue)
     return m
   },
 )
@@ -663,13 +649,7 @@ const pathMatch = transform(
   (m, issue) => {
     const given = [m.exact, m.prefix, m.regex, m.template].filter((v) => v !== undefined).length
     if (given !== 1) issue(`expected exactly one of exact, prefix, regex, template; got ${given}`)
-    if (m.regex !== undefined) {
-      try {
-        new RegExp(m.regex)
-      } catch {
-        issue(`expected a valid regular expression, got ${formatValue(m.regex)}`, 'regex')
-      }
-    }
+    checkRegex(m.regex, issue)
     return m
   },
 )

@@ -19,6 +19,7 @@
  */
 
 import { parseAllDocuments } from 'yaml'
+import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
 import type { MeshConfig, RetryOn, ServiceConfig } from '../config/config.js'
 import { DURATION_PATTERN } from '../config/duration.js'
 
@@ -812,25 +813,7 @@ function retry(f: Fields): RouteRetry {
   return result
 }
 
-const GRPC_CODES = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-]
+const GRPC_CODES: readonly string[] = ['OK', ...GRPC_FAILURE_STATUSES]
 
 function faultOf(f: Fields): Fault | undefined {
   const fault: Fault = {}

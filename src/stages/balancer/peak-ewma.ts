@@ -23,8 +23,8 @@
  * each attempt on the call's clock and calls {@link Strategy.observe}; nothing allocates.
  */
 import type { Endpoint } from './endpoint.js'
-import { EffectiveWeights, type SlowStartOptions } from './slow-start.js'
-import { type Strategy, WeightTable } from './strategies.js'
+import type { SlowStartOptions } from './slow-start.js'
+import { powerOfTwoChoices, type Strategy } from './strategies.js'
 
 /** Options of {@link peakEwma}. */
 export interface PeakEwmaOptions {
@@ -60,9 +60,6 @@ export function peakEwma(options: PeakEwmaOptions = {}): Strategy {
   const decay = options.decay ?? DEFAULT_DECAY
   const defaultRtt = options.defaultRtt ?? DEFAULT_RTT
   if (!(decay > 0)) throw new RangeError(`peakEwma: decay: expected a positive number of ms, got ${decay}`)
-  const effective = new EffectiveWeights(options.slowStart)
-  const table = new WeightTable()
-
   // The estimate at `now`, decayed towards zero since it was last touched (and stamped now).
   const estimate = (e: Endpoint, now: number): number => {
     let rtt = e.rttEstimate
@@ -82,28 +79,8 @@ export function peakEwma(options: PeakEwmaOptions = {}): Strategy {
 
   return {
     timed: true,
-    pick(endpoints, random, input) {
-      const n = endpoints.length
-      if (n <= 1) return endpoints[0]
-      const now = input?.now ?? 0
-      effective.sync(input?.all ?? endpoints, now)
-      if (effective.uniform(now)) {
-        const i = Math.floor(random.next() * n)
-        let j = Math.floor(random.next() * (n - 1))
-        if (j >= i) j++
-        const a = endpoints[i]!
-        const b = endpoints[j]!
-        return estimate(b, now) * (b.pending + 1) < estimate(a, now) * (a.pending + 1) ? b : a
-      }
-      table.fill(endpoints, effective, now)
-      const i = table.draw(n, random.next(), -1)
-      const j = table.draw(n, random.next(), i)
-      const a = endpoints[i]!
-      const b = endpoints[j]!
-      const wa = table.weights[i]!
-      const wb = table.weights[j]!
-      return estimate(b, now) * (b.pending / wb + 1) < estimate(a, now) * (a.pending / wa + 1) ? b : a
-    },
+    // The Finagle / tower cost: latency estimate x (pending per unit of weight + 1).
+    pick: powerOfTwoChoices(options, (e, weight, now) => estimate(e, now) * (e.pending / weight + 1)),
     observe(e, latency, now) {
       let rtt = e.rttEstimate
       let stamp = e.rttStamp

@@ -189,30 +189,45 @@ export function randomPick(options: WeightedStrategyOptions = {}): Strategy {
  * `weight / (pending + 1)`. O(1) per pick with equal weights, O(n) otherwise.
  */
 export function leastRequest(options: WeightedStrategyOptions = {}): Strategy {
-  const effective = new EffectiveWeights(options.slowStart)
-  const table = new WeightTable()
   return {
     timed: options.slowStart !== undefined,
-    pick(endpoints, random, input) {
-      const n = endpoints.length
-      if (n <= 1) return endpoints[0]
-      const now = input?.now ?? 0
-      effective.sync(input?.all ?? endpoints, now)
-      if (effective.uniform(now)) {
-        const i = Math.floor(random.next() * n)
-        let j = Math.floor(random.next() * (n - 1))
-        if (j >= i) j++
-        const a = endpoints[i]!
-        const b = endpoints[j]!
-        return b.pending < a.pending ? b : a
-      }
+    pick: powerOfTwoChoices(options, (e, weight) => e.pending / weight),
+  }
+}
+
+/**
+ * The pick of power-of-two-choices strategies, shared by least-request and peak-EWMA: draws two
+ * distinct endpoints (uniformly, or in proportion to their effective weights when those differ)
+ * and keeps the one of lower `cost`, given its weight (1 when weights are equal).
+ */
+export function powerOfTwoChoices(
+  options: WeightedStrategyOptions,
+  cost: (e: Endpoint, weight: number, now: number) => number,
+): Strategy['pick'] {
+  const effective = new EffectiveWeights(options.slowStart)
+  const table = new WeightTable()
+  return (endpoints, random, input) => {
+    const n = endpoints.length
+    if (n <= 1) return endpoints[0]
+    const now = input?.now ?? 0
+    effective.sync(input?.all ?? endpoints, now)
+    let i: number
+    let j: number
+    let wa = 1
+    let wb = 1
+    if (effective.uniform(now)) {
+      i = Math.floor(random.next() * n)
+      j = Math.floor(random.next() * (n - 1))
+      if (j >= i) j++
+    } else {
       table.fill(endpoints, effective, now)
-      const i = table.draw(n, random.next(), -1)
-      const j = table.draw(n, random.next(), i)
-      const a = endpoints[i]!
-      const b = endpoints[j]!
-      // b.pending / wb < a.pending / wa, without dividing.
-      return b.pending * table.weights[i]! < a.pending * table.weights[j]! ? b : a
-    },
+      i = table.draw(n, random.next(), -1)
+      j = table.draw(n, random.next(), i)
+      wa = table.weights[i]!
+      wb = table.weights[j]!
+    }
+    const a = endpoints[i]!
+    const b = endpoints[j]!
+    return cost(b, wb, now) < cost(a, wa, now) ? b : a
   }
 }
