@@ -155,6 +155,7 @@ export class Mesh {
    * throws `ConfigInvalidError` (code `CONFIG_INVALID`) and changes nothing.
    */
   update(config: MeshConfig): void {
+    if (this.#closed) throw new MeshClosedError()
     const resolved = parseConfig(config)
     this.#discovery.check(resolved)
     this.#base = resolved

@@ -247,6 +247,8 @@ function destinationRuntime(
   state: StatePool,
   events: Events | undefined,
   zone: string | undefined,
+  /** A subset shares its service's health view (one view, one probe timer) and concurrency limit. */
+  shared?: ServiceRuntime,
 ): ServiceRuntime {
   const budgetKey = JSON.stringify(config.retry.budget)
   let budget = state.budgets.get(key)
@@ -267,8 +269,8 @@ function destinationRuntime(
     budget.budget,
     latency,
     breakerFor(key, config, state),
-    healthFor(key, config, endpoints, state),
-    bulkheadFor(key, config, state, events),
+    shared?.health ?? healthFor(key, config, endpoints, state),
+    shared?.bulkhead ?? bulkheadFor(key, config, state, events),
     service,
   )
 }
@@ -318,7 +320,7 @@ export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool, even
       const members = endpoints.filter((e) => selects(selector, e))
       destinations.set(
         key.toLowerCase(),
-        destinationRuntime(key, name, service, members, state, events, config.zone),
+        destinationRuntime(key, name, service, members, state, events, config.zone, base),
       )
     }
   }

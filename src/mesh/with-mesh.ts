@@ -169,7 +169,13 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
     } catch (error) {
       return Promise.reject(error)
     }
-    const decision = snapshot.router.route(httpRouteView(host, req), m.random)
+    let decision: ReturnType<typeof snapshot.router.route>
+    try {
+      decision = snapshot.router.route(httpRouteView(host, req), m.random)
+    } catch (error) {
+      // A malformed cookie or header read by a rule: fetch rejects, it never throws.
+      return Promise.reject(error)
+    }
     if (decision === undefined) {
       if (own === undefined || own.config.protocol !== 'http') {
         if (snapshot.strict) return Promise.reject(new UnknownServiceError(host))

@@ -42,6 +42,8 @@ const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_C
 /** Reads the kind of failure from an error thrown by fetch or by the mesh. */
 export function errorKind(error: unknown): ErrorKind {
   if (error instanceof TimeoutError) return error.scope === 'attempt' ? 'timeout' : 'mesh'
+  // The mesh closing says nothing of the destination.
+  if (isMeshError(error, 'MESH_CLOSED')) return 'cancelled'
   if (isMeshError(error)) return 'mesh'
   if (error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError'))
     return 'cancelled'
@@ -49,7 +51,9 @@ export function errorKind(error: unknown): ErrorKind {
   if (code === undefined) return 'other'
   if (CONNECT_CODES.has(code)) return 'connect-failure'
   if (RESET_CODES.has(code)) return 'reset'
-  if (code === 'ERR_HTTP2_STREAM_ERROR' || code === 'REFUSED_STREAM') return 'refused-stream'
+  // Only a stream the server refused (HTTP/2 REFUSED_STREAM) is known not to have been processed;
+  // any other stream error may have carried the request.
+  if (code === 'REFUSED_STREAM' || code === 'NGHTTP2_REFUSED_STREAM') return 'refused-stream'
   return 'other'
 }
 

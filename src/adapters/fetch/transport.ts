@@ -85,7 +85,14 @@ export function fetchTransport(fetchFn: typeof fetch): Handler<HttpRequest, Resp
       link = { signal, listener: () => controller.abort(signal.reason) }
       signal.addEventListener('abort', link.listener, { once: true })
     }
-    return fetchFn(endpoint.address + req.path, init).then(
+    let sent: Promise<Response>
+    try {
+      sent = fetchFn(endpoint.address + req.path, init)
+    } catch (error) {
+      // A fetch that throws instead of rejecting (a bad header): the same clean-up as a rejection.
+      sent = Promise.reject(error)
+    }
+    return sent.then(
       (res) => {
         unlink()
         if (link !== undefined) {

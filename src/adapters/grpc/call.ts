@@ -205,7 +205,8 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   }
 
   #begin(): void {
-    if (this.#started) return
+    // A call cancelled before its request was complete is never sent.
+    if (this.#started || this.#done) return
     this.#started = true
     const { service, path, kind, deadline, invoke } = this.#init
     const req: GrpcRequest = { service, path, kind, metadata: this.#metadata!, io: this }

@@ -302,13 +302,15 @@ describe('discovery and the config', () => {
     await mesh.close()
   })
 
-  it('leaves no timer after close, and starts none on a later update', async () => {
+  it('leaves no timer after close, and a later update is refused and starts none', async () => {
     const { clock, mesh } = meshWith({ users: async () => ['http://10.0.0.1:80'] })
     await mesh.ready()
     expect(clock.pendingTimers).toBe(1)
     await mesh.close()
     expect(clock.pendingTimers).toBe(0)
-    mesh.update({ services: { users: { discovery: {} } } })
+    expect(() => mesh.update({ services: { users: { discovery: {} } } })).toThrow(
+      expect.objectContaining({ code: 'MESH_CLOSED' }),
+    )
     await clock.advance(60_000)
     expect(clock.pendingTimers).toBe(0)
   })

@@ -266,10 +266,10 @@ function guardedBalancer<Req, Res>(
         if (probe !== undefined && health.checksWanted)
           health.startChecks(probe, ctx.clock, ctx.random, events)
         if (now < 0) now = ctx.clock.now()
-        candidates =
-          health.endpoints === endpoints
-            ? health.inRotation(now, ctx.random, events)
-            : health.inRotationOf(endpoints, now)
+        // A subset (or an older endpoint list) shares its service's health view: the view still
+        // runs its lazy sweeps, and the subset's endpoints are filtered by their health.
+        const rotation = health.inRotation(now, ctx.random, events)
+        candidates = health.endpoints === endpoints ? rotation : health.inRotationOf(endpoints, now)
       }
       if (timed) input.now = now < 0 ? ctx.clock.now() : now
       if (keyOf !== undefined) input.key = keyOf(req)

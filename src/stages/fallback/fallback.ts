@@ -5,7 +5,7 @@
  * have seen: the deadline, an open circuit, a full bulkhead, an exhausted budget. A caller's own
  * cancellation never gets a fallback.
  */
-import { isMeshError } from '../../core/errors.js'
+import { isMeshError, TimeoutError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
 import type { Handler, Middleware } from '../../core/handler.js'
 
@@ -51,7 +51,10 @@ export function fallback<Req, Res>(options: FallbackOptions<Req, Res>): Middlewa
     function fallbackStage(req, ctx) {
       return next(req, ctx).catch((error: unknown) => {
         const code = fallbackCode(error)
-        if (code === undefined || !on.has(code) || ctx.cancel.aborted) throw error
+        // The call's token is aborted by the caller (no fallback for a caller who left) and by
+        // the call's own deadline (a TIMEOUT, which a fallback may answer).
+        const callerLeft = ctx.cancel.aborted && !(ctx.cancel.reason instanceof TimeoutError)
+        if (code === undefined || !on.has(code) || callerLeft) throw error
         if (events?.has('fallback')) events.emit('fallback', { service, code })
         return respond(req, error)
       })

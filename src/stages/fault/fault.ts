@@ -6,6 +6,7 @@
  * faults run inside retry and the breaker, so that they exercise both. Every draw comes from the
  * injected Random, so a seeded run injects the same faults.
  */
+import { TimeoutError } from '../../core/errors.js'
 import type { Middleware } from '../../core/handler.js'
 
 /** A fault for one call, read from request headers by the adapter. */
@@ -42,6 +43,12 @@ export function fault<Req, Res>(options: FaultOptions<Req, Res>): Middleware<Req
       const delayPercent =
         fromHeader?.delay !== undefined ? (fromHeader.delayPercent ?? 100) : (delay?.percent ?? 0)
       if (delayMs !== undefined && delayMs > 0 && ctx.random.next() * 100 < delayPercent) {
+        // The delay is waiting like any other: it ends at the deadline, with the deadline's error.
+        const left = ctx.remaining()
+        if (delayMs >= left) {
+          if (left > 0) await ctx.clock.sleep(left, ctx.cancel)
+          throw new TimeoutError('call', Math.max(0, left))
+        }
         await ctx.clock.sleep(delayMs, ctx.cancel)
       }
       const abortStatus = fromHeader?.abort ?? abort?.status

@@ -57,7 +57,14 @@ export function timeout<Req, Res>(options: TimeoutOptions = {}): Middleware<Req,
           target.abort(error)
           reject(error)
         }, limit - now)
-        next(req, cancel === undefined ? ctx : ctx.withCancel(cancel)).then(
+        let attempt: Promise<Res>
+        try {
+          attempt = next(req, cancel === undefined ? ctx : ctx.withCancel(cancel))
+        } catch (error) {
+          // A handler that throws instead of rejecting: the same clean-up as a rejection.
+          attempt = Promise.reject(error)
+        }
+        attempt.then(
           (value) => {
             if (done) return
             done = true
