@@ -13,17 +13,19 @@ import { fromIstio } from '../src/mesh/istio/from-istio.js'
 import { ManualClock, seededRandom } from '../src/testing/index.js'
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url))
-// CI clones the repo with shared/ beside it; MESHLET_SHARED points elsewhere when it is not.
-const shared = resolve(process.env['MESHLET_SHARED'] ?? join(repoRoot, '..', 'shared'))
-const fixtures = join(shared, 'fixtures', 'istio-bookinfo')
+// Istio's own files, vendored unchanged in test/fixtures (Apache-2.0, see its README);
+// MESHLET_SHARED points at another copy (the project's shared fixtures) when set.
+const fixtures = process.env['MESHLET_SHARED']
+  ? resolve(process.env['MESHLET_SHARED'], 'fixtures', 'istio-bookinfo')
+  : join(repoRoot, 'test', 'fixtures', 'istio-bookinfo')
 
 const fixture = (name: string): string => readFileSync(join(fixtures, name), 'utf8')
 
 beforeAll(() => {
   if (!existsSync(join(fixtures, 'destination-rule-all.yaml'))) {
     throw new Error(
-      `Istio Bookinfo fixtures not found in ${fixtures}: clone the shared directory beside the repo ` +
-        '(../shared) or set MESHLET_SHARED to its path',
+      `Istio Bookinfo fixtures not found in ${fixtures}: they ship in test/fixtures/istio-bookinfo, ` +
+        'or set MESHLET_SHARED to a directory holding fixtures/istio-bookinfo',
     )
   }
 })
