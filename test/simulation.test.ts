@@ -39,9 +39,12 @@ describe('simulate()', () => {
     expect(report.events.timeout).toBeGreaterThan(0)
   })
 
-  it('runs 60 virtual seconds at 1,000 calls/s through retry, balancer and timeouts', async () => {
+  it('runs 60 virtual seconds at 1,000 calls/s through retry, breaker, balancer and timeouts', async () => {
     // The wall-time figure is reported by `npm run bench`; this test only checks completion.
-    const report = await simulate(config, { duration: '60s', rate: 1000, defaults: { latency: 5 } })
+    const withBreaker: MeshConfig = {
+      services: { api: { ...config.services.api!, circuitBreaker: { consecutiveFailures: 5 } } },
+    }
+    const report = await simulate(withBreaker, { duration: '60s', rate: 1000, defaults: { latency: 5 } })
     expect(report.calls).toBe(60_000)
     expect(report.successRate).toBe(1)
     expect(report.duration).toBe(60_000)
