@@ -3,7 +3,7 @@
  * seeded random (statistics are exact for a seed) and against real loopback servers where the
  * network matters (mirroring, updates under load).
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import {
   type Context,
   createMesh,
