@@ -53,7 +53,10 @@ describe('examples', () => {
   }, 60_000)
 
   it('the node:test example of the testing kit passes under node --test', async () => {
-    const run = await runExample('examples/testing/resilience.node-test.ts', {}, ['--test'])
+    const run = await runExample('examples/testing/resilience.node-test.ts', {}, [
+      '--test',
+      '--test-reporter=tap',
+    ])
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/# pass [1-9]/)
     expect(run.stdout).toMatch(/# fail 0/)
