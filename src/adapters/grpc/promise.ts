@@ -28,7 +28,7 @@ export interface UnaryCallHandle {
  * @example
  * ```ts
  * import { unaryCall } from 'meshlet'
- * // const user = await unaryCall<User>(users, 'getUser', { id: 42 }, { callOptions: { deadline: Date.now() + 500 } })
+ * // const user = await unaryCall<User>(users, 'getUser', { id: 42 }, { callOptions: { deadline: new Date(new Date().getTime() + 500) } })
  * ```
  */
 export function unaryCall<Res = unknown>(
