@@ -1,7 +1,8 @@
 /**
  * A cheap cancellation token. An `AbortController` costs ~3 us to create and ~7 us to abort on
- * Node 20 (docs/decisions.md); most calls are never cancelled, so stages pass this token instead
- * and only the transport that needs a real `AbortSignal` materialises one with {@link signal}.
+ * Node 20 (docs/decisions.md); most calls are never cancelled, so stages pass this token instead,
+ * and only a transport that needs a real `AbortSignal` makes one (the fetch transport links its
+ * own controller with {@link onAbort}; {@link signal} does the same for other APIs).
  */
 
 /** Called with the reason when a {@link Cancellation} aborts. */

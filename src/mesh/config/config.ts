@@ -106,7 +106,10 @@ const backoff = transform(
     kind: optional(literalUnion(['exponential', 'decorrelated', 'constant']), 'exponential').describe(
       'The shape of the delays: exponential (with jitter), decorrelated jitter, or constant.',
     ),
-    /** The first retry's delay; it doubles at each retry up to `max`. Default `'25ms'`. */
+    /**
+     * The first retry's delay ceiling; it grows by `factor` at each retry up to `max` (with the
+     * default full jitter each delay is drawn below its ceiling). Default `'25ms'`.
+     */
     base: optional(duration(), '25ms').describe(
       "The first retry's delay; it doubles at each retry up to max.",
     ),
