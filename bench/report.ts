@@ -3,7 +3,11 @@
  * bench/results/), rendered side by side, with issue 9's targets judged on each run's own
  * ratios.
  */
+
 import type { LoopResult } from './loopback.js'
+import type { BuildCost } from './memory-child.js'
+
+export type { BuildCost }
 
 /** One in-process row. */
 export interface InProcessRow {
@@ -17,18 +21,6 @@ export interface InProcessRow {
   readonly samples: number
   /** V8 heap bytes allocated per call (NaN when no clean sample). */
   readonly bytes: number
-}
-
-/** What one measured build cost (bench/memory-child.ts). */
-export interface BuildCost {
-  readonly bytesBuilt: number
-  readonly bytesCalled: number
-  readonly timersCreatedBuild: number
-  readonly timersPerCall: number
-  readonly timersLive: number
-  readonly timersRefed: number
-  readonly units: number
-  readonly calls: number
 }
 
 /** One breaker kind alone. */

@@ -12,10 +12,11 @@ export {
   httpClassifier,
   IDEMPOTENT_METHODS,
   idempotence,
+  isIdempotent,
 } from './adapters/fetch/classify.js'
 export { type InboundDeadlineOptions, inboundTimeout, withInboundDeadline } from './adapters/fetch/inbound.js'
 export { httpProtocol, parseRetryAfter } from './adapters/fetch/protocol.js'
-export { type HttpRequest, isIdempotent } from './adapters/fetch/request.js'
+export type { HttpRequest } from './adapters/fetch/request.js'
 export { fetchTransport } from './adapters/fetch/transport.js'
 export { GrpcChannelPool, type GrpcChannelPoolOptions } from './adapters/grpc/channels.js'
 export { DEFAULT_GRPC_RETRYABLE_STATUS_CODES, grpcClassifier } from './adapters/grpc/classify.js'

@@ -243,6 +243,15 @@ export class Mesh {
 }
 
 /**
+ * Whether `value` is a {@link Mesh}. Structural rather than `instanceof`, so a mesh from the ESM
+ * build is recognised by the CJS build and the other way round.
+ * @internal
+ */
+export function isMesh(value: unknown): value is Mesh {
+  return typeof value === 'object' && value !== null && 'invoke' in value && 'snapshot' in value
+}
+
+/**
  * Validates `config` and makes it live. Throws `ConfigInvalidError` (code `CONFIG_INVALID`)
  * listing every problem with its path.
  *

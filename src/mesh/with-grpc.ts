@@ -36,7 +36,7 @@ import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { fault } from '../stages/fault/fault.js'
 import type { RouteView } from '../stages/router/router.js'
 import type { MeshConfig, ResolvedRoute, ResolvedServiceConfig } from './config/config.js'
-import { createMesh, type Mesh } from './mesh.js'
+import { createMesh, isMesh, type Mesh } from './mesh.js'
 import { effectiveConfig } from './route-policy.js'
 import { destinationKey, type ServiceRuntime, type Snapshot } from './runtime.js'
 import { buildStack } from './stack.js'
@@ -381,8 +381,4 @@ export function withMeshGrpc<C extends GrpcClientLike>(
     },
   })
   return wrapped
-}
-
-function isMesh(value: unknown): value is Mesh {
-  return typeof value === 'object' && value !== null && 'invoke' in value && 'snapshot' in value
 }

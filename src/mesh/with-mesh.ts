@@ -23,7 +23,7 @@ import { handlerProbe, type Probe } from '../stages/balancer/health-check.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { fault } from '../stages/fault/fault.js'
 import type { MeshConfig, ResolvedRoute, ResolvedServiceConfig } from './config/config.js'
-import { createMesh, type Mesh } from './mesh.js'
+import { createMesh, isMesh, type Mesh } from './mesh.js'
 import { effectiveConfig } from './route-policy.js'
 import { destinationKey, type ServiceRuntime, type Snapshot } from './runtime.js'
 import { buildStack } from './stack.js'
@@ -256,10 +256,6 @@ function httpProbe(svc: ServiceRuntime, transport: Handler<HttpRequest, Response
 /** The mesh behind a client returned by {@link withMesh}, or `undefined`. */
 export function meshOf(client: object): Mesh | undefined {
   return meshes.get(client)
-}
-
-function isMesh(value: unknown): value is Mesh {
-  return typeof value === 'object' && value !== null && 'invoke' in value && 'snapshot' in value
 }
 
 /**

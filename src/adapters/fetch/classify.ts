@@ -87,6 +87,12 @@ export function idempotence(methods: readonly string[] = IDEMPOTENT_METHODS): (r
   }
 }
 
+/**
+ * Whether sending the request twice is safe with the default methods: an idempotent method of
+ * RFC 9110, or an `Idempotency-Key` header.
+ */
+export const isIdempotent: (req: HttpRequest) => boolean = idempotence()
+
 /** The default retry conditions: any 5xx, 429, and network failures. */
 export const DEFAULT_HTTP_RETRY_ON: readonly HttpRetryOn[] = ['5xx', '429']
 

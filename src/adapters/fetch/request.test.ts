@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { isIdempotent, isReplayableBody, parseTarget, toHttpRequest } from './request.js'
+import { isIdempotent } from './classify.js'
+import { isReplayableBody, parseTarget, toHttpRequest } from './request.js'
 
 describe('parseTarget', () => {
   it.each([

@@ -74,16 +74,6 @@ export function urlOf(input: string | URL | Request): string {
   return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
 }
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
-
-/** Whether sending the request twice is safe: an idempotent method or an `Idempotency-Key`. */
-export function isIdempotent(req: HttpRequest): boolean {
-  if (IDEMPOTENT.has(req.method)) return true
-  const headers = req.init.headers
-  if (headers === undefined) return false
-  return new Headers(headers).has('idempotency-key')
-}
-
 /** Whether a fetch body can be read again for another attempt. */
 export function isReplayableBody(body: unknown): boolean {
   return (

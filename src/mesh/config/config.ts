@@ -4,6 +4,7 @@
  * the validation with every problem reported at once, and the JSON Schema for editors.
  */
 
+import { IDEMPOTENT_METHODS } from '../../adapters/fetch/classify.js'
 import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import {
@@ -130,8 +131,6 @@ const backoff = transform(
     return b
   },
 )
-
-const IDEMPOTENT_METHODS = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
 
 const budget = object({
   /**
