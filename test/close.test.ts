@@ -19,6 +19,7 @@ import {
   type TimerHandle,
   withMesh,
 } from '../src/index.js'
+import { pendingSystemTimers } from '../src/testing/index.js'
 import { startServer, within } from './helpers/servers.js'
 
 /** The system clock, counting the timers armed and not yet run or cleared. */
@@ -213,6 +214,7 @@ describe('mesh.close()', () => {
     )
     await tick()
     expect(activeTimeouts()).toBeLessThanOrEqual(timeoutsBefore)
+    expect(pendingSystemTimers()).toBe(0)
   })
 
   it('refuses calls after close with MESH_CLOSED, sending nothing', async () => {

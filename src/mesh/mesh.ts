@@ -209,36 +209,55 @@ export class Mesh {
     if (signal?.aborted) return Promise.reject(signal.reason)
     const cancel = new Cancellation()
     const ctx = Context.create({ clock: this.clock, random: this.random, cancel, signal })
-    const inflight = this.#inflight
-    inflight.add(cancel)
-    return new Promise<Res>((resolve, reject) => {
-      let onAbort: (() => void) | undefined
-      if (signal) {
-        onAbort = () => {
-          cancel.abort(signal.reason)
-          reject(signal.reason)
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-      }
-      const finish = () => {
-        if (onAbort) signal!.removeEventListener('abort', onAbort)
-        inflight.delete(cancel)
-        if (inflight.size === 0 && this.#drained) {
-          this.#drained()
-          this.#drained = undefined
-        }
-      }
-      handler(req, ctx).then(
+    this.#inflight.add(cancel)
+    let sent: Promise<Res>
+    try {
+      sent = handler(req, ctx)
+    } catch (error) {
+      sent = Promise.reject(error)
+    }
+    if (signal === undefined) {
+      // No signal to race: the handler's own promise, with the call's bookkeeping after it.
+      return sent.then(
         (value) => {
-          finish()
+          this.#finish(cancel)
+          return value
+        },
+        (error: unknown) => {
+          this.#finish(cancel)
+          throw error
+        },
+      )
+    }
+    return new Promise<Res>((resolve, reject) => {
+      const onAbort = () => {
+        cancel.abort(signal.reason)
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      sent.then(
+        (value) => {
+          signal.removeEventListener('abort', onAbort)
+          this.#finish(cancel)
           resolve(value)
         },
         (error: unknown) => {
-          finish()
+          signal.removeEventListener('abort', onAbort)
+          this.#finish(cancel)
           reject(error)
         },
       )
     })
+  }
+
+  /** A call has settled: it leaves the in-flight set, and a draining `close` may finish. */
+  #finish(cancel: Cancellation): void {
+    const inflight = this.#inflight
+    inflight.delete(cancel)
+    if (inflight.size === 0 && this.#drained) {
+      this.#drained()
+      this.#drained = undefined
+    }
   }
 }
 

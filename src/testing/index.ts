@@ -3,6 +3,7 @@
  * resilience policy can be unit-tested in milliseconds: a manual clock, a seeded random,
  * simulated endpoints and `simulate()`.
  */
+export { pendingSystemTimers } from '../core/clock.js'
 export { seededRandom } from '../core/random.js'
 export { type LatencySampler, type LatencySpec, latencySampler } from './latency.js'
 export { ManualClock, type ManualClockOptions } from './manual-clock.js'

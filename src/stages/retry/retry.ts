@@ -11,10 +11,11 @@
  * not made: the last outcome goes back at once (Envoy and Finagle do the same).
  */
 import { ATTEMPTED } from '../../core/attempts.js'
+import type { Context } from '../../core/context.js'
 import { RetryBudgetExhaustedError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
 import type { Handler, Middleware } from '../../core/handler.js'
-import type { Classifier, Outcome, Protocol } from '../../core/outcome.js'
+import type { Classifier, Outcome, Protocol, Verdict } from '../../core/outcome.js'
 import { type Backoff, exponentialBackoff } from './backoff.js'
 import { type RetryBudget, unlimitedBudget } from './budget.js'
 
@@ -44,22 +45,23 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
   const { classify, protocol, events } = options
   const service = options.service ?? ''
   if (attempts <= 1 && budget === unlimitedBudget) return (next) => next
-  return (next: Handler<Req, Res>) =>
-    async function retryStage(req, ctx) {
-      budget.deposit(ctx.clock.now())
+  return (next: Handler<Req, Res>) => {
+    /**
+     * The retries after a retryable first outcome: the loop described in the module comment.
+     * The first attempt is sent by `retryStage` itself, without an async frame, since most calls
+     * end there.
+     */
+    async function retryLoop(
+      req: Req,
+      ctx: Context,
+      first: Outcome<Res>,
+      verdict: Verdict,
+      attemptCtx: Context,
+    ) {
       let backoff = initial
-      let attempt = 0
-      let attemptCtx = attempts > 1 ? ctx.with(ATTEMPTED, []) : ctx
+      let attempt = 1
+      let outcome = first
       for (;;) {
-        let outcome: Outcome<Res>
-        try {
-          outcome = { ok: true, value: await next(req, attemptCtx) }
-        } catch (error) {
-          outcome = { ok: false, error }
-        }
-        attempt++
-        const verdict = classify(req, outcome)
-        budget.record(verdict)
         if (
           attempt >= attempts ||
           ctx.cancel.aborted ||
@@ -95,8 +97,45 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
         }
         if (delay > 0) await ctx.clock.sleep(delay, ctx.cancel)
         attemptCtx = attemptCtx.withAttempt(attempt)
+        try {
+          outcome = { ok: true, value: await next(req, attemptCtx) }
+        } catch (error) {
+          outcome = { ok: false, error }
+        }
+        attempt++
+        verdict = classify(req, outcome)
+        budget.record(verdict)
       }
     }
+
+    return function retryStage(req, ctx) {
+      budget.deposit(ctx.clock.now())
+      const attemptCtx = attempts > 1 ? ctx.with(ATTEMPTED, []) : ctx
+      let sent: Promise<Res>
+      try {
+        sent = next(req, attemptCtx)
+      } catch (error) {
+        // A handler that throws instead of rejecting is judged as a rejection.
+        sent = Promise.reject(error)
+      }
+      return sent.then(
+        (value) => {
+          const outcome: Outcome<Res> = { ok: true, value }
+          const verdict = classify(req, outcome)
+          budget.record(verdict)
+          if (verdict !== 'retryable' || attempts <= 1) return value
+          return retryLoop(req, ctx, outcome, verdict, attemptCtx)
+        },
+        (error: unknown) => {
+          const outcome: Outcome<Res> = { ok: false, error }
+          const verdict = classify(req, outcome)
+          budget.record(verdict)
+          if (verdict !== 'retryable' || attempts <= 1) throw error
+          return retryLoop(req, ctx, outcome, verdict, attemptCtx)
+        },
+      )
+    }
+  }
 }
 
 function settle<Res>(outcome: Outcome<Res>): Res {
