@@ -119,6 +119,36 @@ describe('discovery with a resolver function', () => {
     }
   })
 
+  it('abandons a resolver that never answers after max(refresh, 5 s), aborts its signal and polls on', async () => {
+    const signals: AbortSignal[] = []
+    let call = 0
+    const resolver = (signal: AbortSignal) => {
+      signals.push(signal)
+      call++
+      if (call === 2) return new Promise<never>(() => {}) // hangs, ignoring its signal
+      return Promise.resolve([call === 1 ? 'http://10.0.0.1:80' : 'http://10.0.0.2:80'])
+    }
+    const { clock, mesh } = meshWith({ users: resolver })
+    const errors = record(mesh, 'discovery-error')
+    await mesh.ready()
+    expect(urls(mesh)).toEqual(['http://10.0.0.1'])
+    await clock.advance(10_500) // the second poll starts and hangs
+    expect(call).toBe(2)
+    await clock.advance(9_999)
+    expect(signals[1]!.aborted).toBe(false)
+    expect(errors).toHaveLength(0)
+    await clock.advance(1) // 10 s (the refresh, above the 5 s floor) after it started
+    expect(signals[1]!.aborted).toBe(true)
+    expect(errors).toHaveLength(1)
+    expect(String(errors[0]!.error)).toContain('did not answer within 10000 ms')
+    expect(urls(mesh)).toEqual(['http://10.0.0.1'])
+    await clock.advance(10_500) // polling goes on
+    expect(call).toBe(3)
+    expect(urls(mesh)).toEqual(['http://10.0.0.2'])
+    await mesh.close()
+    expect(clock.pendingTimers).toBe(0)
+  })
+
   it('keeps the last good set through a failure, an empty answer and an invalid one', async () => {
     const r = scripted(
       ['http://10.0.0.1:80', 'http://10.0.0.2:80'],

@@ -39,13 +39,21 @@ export type EndpointInput = NonNullable<ServiceConfig['endpoints']>[number]
 /**
  * A custom resolver of one service's endpoints, used while the service's config has `discovery`
  * (it wins over `discovery.dns`): a function called at once and then every `discovery.refresh`
- * (its signal aborts when the mesh closes or the service goes away), or an async iterable read
+ * (its signal aborts when the mesh closes or the service goes away, or when it has not answered
+ * within `max(refresh, 5 s)`: that poll then fails, the last good set stays, and polling goes
+ * on), or an async iterable read
  * as it yields, each value replacing the whole set. An iterable is read once: ended by the mesh
  * (close, discovery removed) or by itself, it is not read again.
  */
 export type EndpointResolver =
   | ((signal: AbortSignal) => Promise<readonly EndpointInput[]> | readonly EndpointInput[])
   | AsyncIterable<readonly EndpointInput[]>
+
+/**
+ * The least time a resolver function gets to answer; the limit is `max(refresh, this)`. After it
+ * the resolver's signal aborts and the poll counts as failed.
+ */
+const MIN_RESOLVE_TIMEOUT = 5_000
 
 /** Share of the refresh interval added at random to each wait. */
 const JITTER = 0.1
@@ -280,9 +288,30 @@ export class Discovery {
     if (typeof resolver === 'function') {
       const abort = new AbortController()
       watch.abort = abort
+      // A resolver that never settles must not stop the polling: after the limit its signal
+      // aborts and the poll counts as failed (the last good set stays).
+      const limit = Math.max(watch.refresh, MIN_RESOLVE_TIMEOUT)
+      let timer: TimerHandle | undefined
+      // Settles when the limit passes or the watch stops (close, service gone), whichever first.
+      const expired = new Promise<never>((_, reject) => {
+        timer = this.#o.clock.setTimer(() => {
+          timer = undefined
+          abort.abort(new Error(`the resolver did not answer within ${limit} ms`))
+        }, limit)
+        abort.signal.addEventListener(
+          'abort',
+          () => {
+            if (timer !== undefined) this.#o.clock.clearTimer(timer)
+            timer = undefined
+            reject(abort.signal.reason)
+          },
+          { once: true },
+        )
+      })
       try {
-        return await resolver(abort.signal)
+        return await Promise.race([resolver(abort.signal), expired])
       } finally {
+        if (timer !== undefined) this.#o.clock.clearTimer(timer)
         if (watch.abort === abort) watch.abort = undefined
       }
     }

@@ -105,7 +105,10 @@ export function gradient2Limit(options: Gradient2LimitOptions = {}): Limiter {
   }
 }
 
-/** Options of {@link vegasLimit}; the defaults are Netflix's unless stated. */
+/**
+ * Options of {@link vegasLimit}; the defaults are Netflix's unless stated. `log10` below is
+ * Netflix's `Log10RootFunction`: `max(1, floor(log10(n)))` below 1000, `floor(sqrt(n))` from 1000.
+ */
 export interface VegasLimitOptions {
   /** The limit before any sample. Default `20`. */
   readonly initialLimit?: number
@@ -115,15 +118,15 @@ export interface VegasLimitOptions {
   readonly smoothing?: number
   /** A new no-load RTT is probed every `probeMultiplier * limit` samples (jittered by 0.5..1). Default `30`. */
   readonly probeMultiplier?: number
-  /** Queue below which the limit grows by `increase`. Default `3 * log10(limit)`. */
+  /** Queue below which the limit grows by `increase`. Default `3 * log10(floor(limit))`. */
   readonly alpha?: (limit: number) => number
-  /** Queue above which the limit shrinks by `decrease`. Default `6 * log10(limit)`. */
+  /** Queue above which the limit shrinks by `decrease`. Default `6 * log10(floor(limit))`. */
   readonly beta?: (limit: number) => number
-  /** Queue at or below which the limit grows by `beta` at once. Default `log10(limit)`. */
+  /** Queue at or below which the limit grows by `beta` at once. Default `log10(floor(limit))`. */
   readonly threshold?: (limit: number) => number
-  /** The limit after a gentle increase. Default `limit + log10(limit)`. */
+  /** The limit after a gentle increase. Default `limit + log10(floor(limit))`. */
   readonly increase?: (limit: number) => number
-  /** The limit after a decrease (queueing or a drop). Default `limit - log10(limit)`. */
+  /** The limit after a decrease (queueing or a drop). Default `limit - log10(floor(limit))`. */
   readonly decrease?: (limit: number) => number
   /** Jitters the probe interval. Default `systemRandom`. */
   readonly random?: Random
