@@ -24,6 +24,9 @@ import { Pool, request } from 'undici'
 import { EchoClient, type EchoReply } from '../test/helpers/grpc-servers.js'
 import { type Meshlet, percentile, startServer } from './lib.js'
 
+/** The deadline header meshlet sends (`DEADLINE_HEADER`), spelled out so the bench needs no import of the build. */
+const DEADLINE = 'x-meshlet-timeout-ms'
+
 /** One client at one concurrency. */
 export interface LoopResult {
   readonly client: string
@@ -161,6 +164,15 @@ export async function loopbackHttp(lib: Meshlet, options: LoopOptions): Promise<
     return await compare(
       [
         ['fetch', async () => (await fetch(url)).text()],
+        // What any wrapper that can cancel a call and tell the upstream its deadline pays in
+        // fetch itself: a fresh signal and one header (meshlet's portable path, and cockatiel's).
+        [
+          'fetch+signal',
+          async () =>
+            (
+              await fetch(url, { signal: new AbortController().signal, headers: { [DEADLINE]: '15000' } })
+            ).text(),
+        ],
         ['meshlet', async () => (await meshFetch('http://svc/x')).text()],
         ['undici', async () => (await request(url, { dispatcher: pool })).body.text()],
         ['cockatiel', () => policy.execute(async ({ signal }) => (await fetch(url, { signal })).text())],
@@ -177,10 +189,12 @@ export async function loopbackHttp(lib: Meshlet, options: LoopOptions): Promise<
 // biome-ignore lint/suspicious/noExplicitAny: the dynamic client's methods are untyped
 type AnyClient = grpc.Client & Record<string, any>
 
-const unary = (client: AnyClient) => () =>
+const unary = (client: AnyClient, options?: () => grpc.CallOptions) => () =>
   new Promise<EchoReply>((resolve, reject) =>
-    client.Unary({ text: 'x', count: 0 }, (error: grpc.ServiceError | null, reply: EchoReply) =>
-      error ? reject(error) : resolve(reply),
+    client.Unary(
+      { text: 'x', count: 0 },
+      options?.() ?? {},
+      (error: grpc.ServiceError | null, reply: EchoReply) => (error ? reject(error) : resolve(reply)),
     ),
   )
 
@@ -202,6 +216,8 @@ export async function loopbackGrpc(lib: Meshlet, options: LoopOptions): Promise<
     return await compare(
       [
         ['bare', bareCall],
+        // The bare client with the deadline meshlet gives every call by default (15 s).
+        ['bare+deadline', unary(bare, () => ({ deadline: Date.now() + 15_000 }))],
         ['meshlet', unary(wrapped)],
         ['cockatiel', () => policy.execute(bareCall)],
       ],

@@ -449,7 +449,9 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     '## Loopback HTTP',
     '',
     'node:http in another process (keep-alive, `200 ok`), closed loop of C workers; each client',
-    "reads the body. `fetch` is Node's; `meshlet` is `withMesh(fetch)` with the default stack;",
+    "reads the body. `fetch` is Node's; `fetch+signal` is fetch given a fresh `AbortSignal` and",
+    'one header (`x-meshlet-timeout-ms`): what fetch itself charges any wrapper that can cancel a',
+    'call and pass its deadline on; `meshlet` is `withMesh(fetch)` with the default stack;',
     '`undici` is `request` of the npm package on its own `Pool`; `cockatiel` is its wrap around',
     'fetch (with its signal). Measured time is cut into rounds; each round runs every client in',
     'rotated order.',
@@ -463,7 +465,8 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
       '',
       `Added p50 at C=1 (meshlet - fetch): **${fixed(addedP50(r), 1)} us**; errors: ${errors(r.http)}; ` +
         `${fixed(r.http[0]?.seconds ?? Number.NaN, 1)} s measured per client and concurrency. ` +
-        `meshlet / fetch per round (min / median / max of ${r.http[0]?.roundRps?.length ?? 0}): ${roundSpread(r.http, 'fetch')}.`,
+        `meshlet / fetch per round (min / median / max of ${r.http[0]?.roundRps?.length ?? 0}): ${roundSpread(r.http, 'fetch')}. ` +
+        `meshlet / fetch+signal: C=1 ${fixed(rpsRatio(r.http, 'meshlet', 'fetch+signal', 1), 3)}x, C=64 ${fixed(rpsRatio(r.http, 'meshlet', 'fetch+signal', 64), 3)}x.`,
       '',
     )
   }
@@ -471,7 +474,8 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     '## Loopback gRPC',
     '',
     'grpc-js server in another process (Echo `Unary`, test/fixtures/echo.proto); `bare` is the',
-    'grpc-js client on one channel, `meshlet` the same client class through `withMesh` (default',
+    'grpc-js client on one channel, `bare+deadline` the same with a 15 s deadline per call (what',
+    'grpc-js itself charges for one), `meshlet` the same client class through `withMesh` (default',
     'stack, so a 15 s deadline travels as `grpc-timeout`), `cockatiel` its wrap around the bare client.',
     '',
   )

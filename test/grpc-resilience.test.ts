@@ -222,6 +222,50 @@ describe('deadlines and cancellation', () => {
     expect(left).toBeLessThanOrEqual(3000)
   })
 
+  it("keeps the caller's metadata free of the deadline it sends, and reports the endpoint as the peer", async () => {
+    const seen: string[] = []
+    const s = await server({
+      Unary: (call, cb) => {
+        seen.push(String(call.metadata.get('x-k')[0]))
+        cb(null, { text: 'ok', index: 0, server: 's' })
+      },
+    })
+    const { c } = client(grpcService([s.address], { timeout: '3s' }))
+    const md = new grpc.Metadata()
+    md.set('x-k', 'v')
+    for (let i = 0; i < 2; i++) {
+      let unary: grpc.ClientUnaryCall | undefined
+      await new Promise<void>((resolve, reject) => {
+        unary = c.Unary({ text: 'x' }, md, (e: grpc.ServiceError | null) => (e ? reject(e) : resolve()))
+      })
+      expect(unary!.getPeer()).toBe(s.address)
+    }
+    expect(seen).toEqual(['v', 'v'])
+    expect(md.get('grpc-timeout')).toEqual([])
+  })
+
+  it('sends the earlier deadline when the channels have a service config with a later method timeout', async () => {
+    let left = Number.NaN
+    const s = await server({
+      Unary: (call, cb) => {
+        const d = call.getDeadline()
+        left = (d instanceof Date ? d.getTime() : d) - Date.now()
+        cb(null, { text: 'ok', index: 0, server: 's' })
+      },
+    })
+    const m = createMesh(grpcService([s.address], { timeout: '1s' }))
+    cleanup.push(() => m.close({ force: true }))
+    const serviceConfig = { methodConfig: [{ name: [{ service: 'meshlet.test.Echo' }], timeout: '30s' }] }
+    const c = withMeshGrpc(new EchoClient('echo', grpc.credentials.createInsecure()) as AnyClient, m, {
+      channelOptions: { 'grpc.service_config': JSON.stringify(serviceConfig) },
+    })
+    cleanup.push(() => c.close())
+    const r = await call(c)
+    expect(r.error).toBeUndefined()
+    expect(left).toBeGreaterThan(500)
+    expect(left).toBeLessThanOrEqual(1000)
+  })
+
   it('cancel() after the call began cancels it upstream', async () => {
     const s = await server({ Unary: () => {} })
     const { c } = client(grpcService([s.address]))

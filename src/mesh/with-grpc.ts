@@ -14,11 +14,16 @@
  * mesh is `strict`).
  */
 
-import { MeshCall, type MeshCall as MeshCallType } from '../adapters/grpc/call.js'
+import { MeshCall, type MeshCallSite } from '../adapters/grpc/call.js'
 import { MeshChannel } from '../adapters/grpc/channel.js'
 import { GrpcChannelPool } from '../adapters/grpc/channels.js'
 import { DEFAULT_GRPC_RETRYABLE_STATUS_CODES, grpcClassifier } from '../adapters/grpc/classify.js'
-import type { GrpcChannel, GrpcClientLike, GrpcMethodDefinitionLike } from '../adapters/grpc/grpc-types.js'
+import type {
+  GrpcChannel,
+  GrpcClientLike,
+  GrpcMetadata,
+  GrpcMethodDefinitionLike,
+} from '../adapters/grpc/grpc-types.js'
 import { grpcHealthProbe } from '../adapters/grpc/health.js'
 import { grpcProtocol } from '../adapters/grpc/protocol.js'
 import {
@@ -30,6 +35,7 @@ import {
 } from '../adapters/grpc/request.js'
 import { emptyLike, grpcTransport } from '../adapters/grpc/transport.js'
 import type { Clock } from '../core/clock.js'
+import type { Context } from '../core/context.js'
 import { UnknownServiceError } from '../core/errors.js'
 import type { Handler, Middleware } from '../core/handler.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
@@ -53,11 +59,23 @@ export interface WithMeshGrpcOptions {
   readonly channelOptions?: Readonly<Record<string, unknown>>
 }
 
+/** Where a call goes: the destination's service and the handler its calls run. */
+interface Destination {
+  readonly svc: ServiceRuntime
+  readonly handler: Handler<GrpcRequest, GrpcResponse>
+}
+
 /** A transport over one pool of endpoint channels (stacks over it are cached by each destination). */
 interface PoolTransport {
   readonly pool: GrpcChannelPool
   readonly transport: Handler<GrpcRequest, GrpcResponse>
-  /** Per service of a snapshot (a new snapshot has new `ServiceRuntime`s): built on first use. */
+  /**
+   * Where calls go in {@link ownSnapshot} when it has no routes, by the service their client's
+   * target names (`undefined`: no gRPC service of that name): looked up once per snapshot
+   * rather than per call, and forgotten when the configuration changes.
+   */
+  readonly own: Map<string, Destination | undefined>
+  ownSnapshot: Snapshot | undefined
 }
 
 /** The gRPC side of one mesh: its channel pools, kept in step with its configuration. */
@@ -93,7 +111,12 @@ class GrpcMeshRuntime {
         credentials: options.credentials,
         channelOptions: options.channelOptions,
       })
-      entry = { pool, transport: grpcTransport(pool) }
+      entry = {
+        pool,
+        transport: grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig }),
+        own: new Map(),
+        ownSnapshot: undefined,
+      }
       this.#pools.set(key, entry)
     }
     return entry
@@ -105,7 +128,11 @@ class GrpcMeshRuntime {
     for (const svc of this.mesh.snapshot.services.values()) {
       if (svc.config.protocol === 'grpc') for (const e of svc.endpoints) addresses.add(e.address)
     }
-    for (const { pool } of this.#pools.values()) pool.retain(addresses)
+    for (const pt of this.#pools.values()) {
+      pt.pool.retain(addresses)
+      pt.own.clear()
+      pt.ownSnapshot = undefined
+    }
   }
 }
 
@@ -126,7 +153,10 @@ function retryableStatusCodesOf(config: ResolvedServiceConfig): readonly (string
   return codes ?? DEFAULT_GRPC_RETRYABLE_STATUS_CODES
 }
 
-/** The stack of a gRPC destination (through `route`, when one matched) over `pt`, built once per snapshot. */
+/**
+ * The handler a call of a gRPC destination (through `route`, when one matched) runs over `pt`:
+ * its stack behind {@link callRunner}, built once per snapshot.
+ */
 function grpcStack(
   svc: ServiceRuntime,
   route: ResolvedRoute | undefined,
@@ -134,7 +164,24 @@ function grpcStack(
   m: Mesh,
   pt: PoolTransport,
 ): Handler<GrpcRequest, GrpcResponse> {
-  return svc.handler(pt, route ?? NO_ROUTE, () => buildGrpcStack(svc, route, breaker, m, pt))
+  return svc.handler(pt, route ?? NO_ROUTE, () => callRunner(buildGrpcStack(svc, route, breaker, m, pt)))
+}
+
+/**
+ * What `mesh.invoke` runs for each call of a destination: binds the call's cancellation to the
+ * call, applies the caller's own deadline (`CallOptions.deadline`) when it is the earlier one,
+ * and runs `stack`. Every per-call input comes from the request's call (`req.io`), so one
+ * runner serves every call of the destination.
+ */
+function callRunner(stack: Handler<GrpcRequest, GrpcResponse>): Handler<GrpcRequest, GrpcResponse> {
+  return function grpcCall(req: GrpcRequest, ctx: Context) {
+    const call = req.io as MeshCall
+    call.bindCancel(ctx.cancel)
+    const callerDeadline = call.deadline
+    if (callerDeadline === Number.POSITIVE_INFINITY) return stack(req, ctx)
+    const limit = deadlineOnClock(callerDeadline, ctx.clock)
+    return stack(req, limit < ctx.deadline ? ctx.withDeadline(limit) : ctx)
+  }
 }
 
 const NO_ROUTE = {}
@@ -197,35 +244,41 @@ function buildGrpcStack(
 }
 
 /** A route view of a gRPC call: the path is the full method name, headers are its metadata. */
-function grpcRouteView(host: string, req: GrpcRequest): RouteView {
-  return {
-    host,
-    method: 'POST',
-    path: req.path,
-    header(name) {
-      const v = req.metadata.get(name)[0]
-      return v === undefined ? undefined : typeof v === 'string' ? v : v.toString()
-    },
-    query: () => undefined,
-    cookie: () => undefined,
+class GrpcRouteView implements RouteView {
+  readonly method = 'POST'
+  constructor(
+    readonly host: string,
+    readonly path: string,
+    readonly metadata: GrpcMetadata,
+  ) {}
+  header(name: string): string | undefined {
+    const v = this.metadata.get(name)[0]
+    return v === undefined ? undefined : typeof v === 'string' ? v : v.toString()
+  }
+  query(): undefined {
+    return undefined
+  }
+  cookie(): undefined {
+    return undefined
   }
 }
 
 /**
  * Where a gRPC call goes: the first matching route's destination (routes see the full method
- * name and the metadata), else the service its target names.
+ * name and the metadata), else the service its target names. `undefined` when that is no gRPC
+ * service of the snapshot.
  */
 function destinationOf(
   snapshot: Snapshot,
   service: string,
-  req: GrpcRequest,
+  call: MeshCall,
   m: Mesh,
-):
-  | { svc: ServiceRuntime; route: ResolvedRoute | undefined; breaker: CircuitBreaker | undefined }
-  | undefined {
+  pt: PoolTransport,
+): Destination | undefined {
   const own = snapshot.services.get(service)
   if (!snapshot.router.empty) {
-    const decision = snapshot.router.route(grpcRouteView(service, req), m.random)
+    const view = new GrpcRouteView(service, call.path, call.metadata)
+    const decision = snapshot.router.route(view, m.random)
     if (decision !== undefined) {
       const { destination, route, index } = decision
       const dest = snapshot.destinations.get(destinationKey(destination.service, destination.subset))
@@ -233,11 +286,11 @@ function destinationOf(
       const breaker = route.circuitBreaker
         ? snapshot.routeBreakers.get(`${dest.name}#${index}`)
         : dest.breaker
-      return { svc: dest, route, breaker }
+      return { svc: dest, handler: grpcStack(dest, route, breaker, m, pt) }
     }
   }
   if (own === undefined || own.config.protocol !== 'grpc') return undefined
-  return { svc: own, route: undefined, breaker: own.breaker }
+  return { svc: own, handler: grpcStack(own, undefined, own.breaker, m, pt) }
 }
 
 /** The caller's deadline (wall clock: a `Date` or epoch ms) on `clock`'s timeline. */
@@ -319,39 +372,47 @@ export function withMeshGrpc<C extends GrpcClientLike>(
   const service = serviceOfTarget(original.getTarget())
   const kinds = methodKinds(client)
 
+  const site: MeshCallSite = {
+    invoke(call, scope) {
+      const snapshot = scope as Snapshot
+      const target = service as string
+      let dest: Destination | undefined
+      if (snapshot.router.empty) {
+        // Every call goes to the target's own service: look it up once per snapshot.
+        if (pt.ownSnapshot !== snapshot) {
+          pt.own.clear()
+          pt.ownSnapshot = snapshot
+        }
+        dest = pt.own.get(target)
+        if (dest === undefined && !pt.own.has(target)) {
+          dest = destinationOf(snapshot, target, call, m, pt)
+          pt.own.set(target, dest)
+        }
+      } else {
+        dest = destinationOf(snapshot, target, call, m, pt)
+      }
+      if (dest === undefined) return Promise.reject(new UnknownServiceError(target))
+      const req: GrpcRequest = {
+        service: dest.svc.service,
+        path: call.path,
+        kind: call.kind,
+        metadata: call.metadata,
+        io: call,
+      }
+      return m.invoke(dest.handler, req, undefined)
+    },
+  }
+
   const channel = new MeshChannel(original, {
-    createCall(path, deadline, host, parent, propagateFlags): MeshCallType | undefined {
+    createCall(path, deadline, host, parent, propagateFlags): MeshCall | undefined {
       const snapshot = m.snapshot
-      const kind = kinds.get(path) ?? 'bidi'
       const own = service === undefined ? undefined : snapshot.services.get(service)
       const meshed = own !== undefined && own.config.protocol === 'grpc'
       if (service === undefined || (!meshed && snapshot.router.empty)) {
         if (!snapshot.strict || service === undefined) return undefined
       }
-      const target = service as string
-      return new MeshCall({
-        service: target,
-        path,
-        kind,
-        deadline,
-        host,
-        parent,
-        propagateFlags,
-        invoke: (req, callerDeadline, bind) => {
-          const dest = destinationOf(snapshot, target, req, m)
-          if (dest === undefined) return Promise.reject(new UnknownServiceError(target))
-          const handler = grpcStack(dest.svc, dest.route, dest.breaker, m, pt)
-          return m.invoke(
-            function grpcCall(r: GrpcRequest, ctx) {
-              bind(ctx.cancel)
-              const limit = deadlineOnClock(callerDeadline, ctx.clock)
-              return handler(r, limit < ctx.deadline ? ctx.withDeadline(limit) : ctx)
-            },
-            { ...req, service: dest.svc.service },
-            undefined,
-          )
-        },
-      })
+      const kind = kinds.get(path) ?? 'bidi'
+      return new MeshCall(site, snapshot, path, kind, deadline, host, parent, propagateFlags)
     },
     endpointChannels() {
       const svc = service === undefined ? undefined : m.snapshot.services.get(service)

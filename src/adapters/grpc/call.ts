@@ -17,28 +17,21 @@ import type {
   GrpcRawCall,
   GrpcStatusObject,
 } from './grpc-types.js'
-import type { GrpcCallIo, GrpcMethodKind, GrpcRequest, GrpcResponse, QueuedWrite } from './request.js'
+import type { GrpcCallIo, GrpcMethodKind, GrpcResponse, QueuedWrite } from './request.js'
 import { statusOfError } from './status.js'
 import { emptyLike } from './transport.js'
 
-/** Runs one request through the mesh; `bind` receives the call's cancellation once it has one. */
-export type GrpcInvoke = (
-  req: GrpcRequest,
-  deadline: Date | number,
-  bind: (cancel: Cancellation) => void,
-) => Promise<GrpcResponse>
-
-/** What a {@link MeshCall} is made of. */
-export interface MeshCallInit {
-  readonly service: string
-  readonly path: string
-  readonly kind: GrpcMethodKind
-  /** The caller's own deadline (`CallOptions.deadline`), `Infinity` when none. */
-  readonly deadline: Date | number
-  readonly host: string | null | undefined
-  readonly parent: unknown
-  readonly propagateFlags: number | null | undefined
-  readonly invoke: GrpcInvoke
+/**
+ * What runs a {@link MeshCall}'s request through the mesh: one per wrapped client, shared by all
+ * its calls (so that a call carries no closures of its own).
+ */
+export interface MeshCallSite {
+  /**
+   * Runs `call`'s request (its metadata is known, and its message for a unary request) through
+   * the mesh. `scope` is what the call was created with (the configuration it started on).
+   * The pipeline hands the call its cancellation with {@link MeshCall.bindCancel}.
+   */
+  invoke(call: MeshCall, scope: unknown): Promise<GrpcResponse>
 }
 
 /** The reason a caller's cancellation carries through the pipeline (`AbortError`: classified `ignored`). */
@@ -55,23 +48,51 @@ let callNumbers = 0
 
 /** A meshed call; see the module comment. */
 export class MeshCall implements GrpcRawCall, GrpcCallIo {
-  readonly #init: MeshCallInit
+  readonly #site: MeshCallSite
+  readonly #scope: unknown
+  /** The full method name, `/pkg.Service/Method`. */
+  readonly path: string
+  /** The shape of the method. */
+  readonly kind: GrpcMethodKind
+  /** The caller's own deadline (`CallOptions.deadline`), `Infinity` when none. */
+  readonly deadline: Date | number
+  readonly #host: string | null | undefined
+  readonly #parent: unknown
+  readonly #propagateFlags: number | null | undefined
   readonly #number = ++callNumbers
-  #listener: GrpcCallListener | undefined
-  #metadata: GrpcMetadata | undefined
-  #message: Buffer | undefined
-  #credentials: object | undefined
-  #queue: (QueuedWrite | typeof HALF_CLOSE)[] = []
-  #raw: GrpcRawCall | undefined
+  #listener: GrpcCallListener | undefined = undefined
+  #metadata: GrpcMetadata | undefined = undefined
+  #message: Buffer | undefined = undefined
+  #credentials: object | undefined = undefined
+  /** Writes (and the half-close) of a streaming request before its attempt began; made on first need. */
+  #queue: (QueuedWrite | typeof HALF_CLOSE)[] | undefined = undefined
+  #raw: GrpcRawCall | undefined = undefined
   #committed = false
   #readPending = false
   #started = false
   #done = false
-  #cancel: Cancellation | undefined
-  #peer = 'unknown'
+  #cancel: Cancellation | undefined = undefined
+  /** The answer the call ended with (its peer is read from it only when asked for). */
+  #response: GrpcResponse | undefined = undefined
 
-  constructor(init: MeshCallInit) {
-    this.#init = init
+  constructor(
+    site: MeshCallSite,
+    scope: unknown,
+    path: string,
+    kind: GrpcMethodKind,
+    deadline: Date | number,
+    host: string | null | undefined,
+    parent: unknown,
+    propagateFlags: number | null | undefined,
+  ) {
+    this.#site = site
+    this.#scope = scope
+    this.path = path
+    this.kind = kind
+    this.deadline = deadline
+    this.#host = host
+    this.#parent = parent
+    this.#propagateFlags = propagateFlags
   }
 
   // GrpcCallIo: read by the transport.
@@ -85,18 +106,23 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
     return this.#credentials
   }
   get parent(): unknown {
-    return this.#init.parent
+    return this.#parent
   }
   get propagateFlags(): number | null | undefined {
-    return this.#init.propagateFlags
+    return this.#propagateFlags
   }
   get host(): string | null | undefined {
-    return this.#init.host
+    return this.#host
   }
 
   /** Whether the request is one message (unary and server streaming). */
   get #unaryRequest(): boolean {
-    return this.#init.kind === 'unary' || this.#init.kind === 'server-stream'
+    return this.kind === 'unary' || this.kind === 'server-stream'
+  }
+
+  /** The pipeline's cancellation of this call: the caller's `cancel()` aborts it. */
+  bindCancel(cancel: Cancellation): void {
+    this.#cancel = cancel
   }
 
   start(metadata: GrpcMetadata, listener: GrpcCallListener): void {
@@ -117,18 +143,24 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
       return
     }
     if (this.#raw) this.#raw.sendMessageWithContext(context, message)
-    else this.#queue.push({ context, message })
+    else this.#enqueue({ context, message })
   }
 
   halfClose(): void {
     if (this.#unaryRequest) this.#begin()
     else if (this.#raw) this.#raw.halfClose()
-    else this.#queue.push(HALF_CLOSE)
+    else this.#enqueue(HALF_CLOSE)
+  }
+
+  /** Keeps a write (or the half-close) for the streaming attempt to come. */
+  #enqueue(op: QueuedWrite | typeof HALF_CLOSE): void {
+    if (this.#queue === undefined) this.#queue = [op]
+    else this.#queue.push(op)
   }
 
   startRead(): void {
     // A unary call's attempt reads its one message itself.
-    if (this.#init.kind === 'unary') return
+    if (this.kind === 'unary') return
     this.#readPending = true
     this.#raw?.startRead()
   }
@@ -155,10 +187,10 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
       try {
         return this.#raw.getPeer()
       } catch {
-        return this.#peer
+        return this.#response?.peer ?? 'unknown'
       }
     }
-    return this.#peer
+    return this.#response?.peer ?? 'unknown'
   }
 
   getCallNumber(): number {
@@ -176,10 +208,12 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   attach(raw: GrpcRawCall): void {
     this.#raw = raw
     const queue = this.#queue
-    this.#queue = []
-    for (const op of queue) {
-      if (op === HALF_CLOSE) raw.halfClose()
-      else raw.sendMessageWithContext(op.context, op.message)
+    this.#queue = undefined
+    if (queue !== undefined) {
+      for (const op of queue) {
+        if (op === HALF_CLOSE) raw.halfClose()
+        else raw.sendMessageWithContext(op.context, op.message)
+      }
     }
     if (this.#readPending) raw.startRead()
   }
@@ -208,11 +242,7 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
     // A call cancelled before its request was complete is never sent.
     if (this.#started || this.#done) return
     this.#started = true
-    const { service, path, kind, deadline, invoke } = this.#init
-    const req: GrpcRequest = { service, path, kind, metadata: this.#metadata!, io: this }
-    invoke(req, deadline, (cancel) => {
-      this.#cancel = cancel
-    }).then(
+    this.#site.invoke(this, this.#scope).then(
       (res) => this.#finish(res),
       (error: unknown) => this.#fail(error),
     )
@@ -220,17 +250,21 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
 
   #finish(res: GrpcResponse): void {
     if (this.#done) return
-    this.#peer = res.peer
+    this.#response = res
     // A committed stream reports its own status through deliverStatus.
-    if (res.status === undefined) return
+    const status = res.status
+    if (status === undefined) return
     this.#done = true
     this.#releaseWrites()
     const listener = this.#listener!
-    report(() => {
+    // The caller's listener runs outside the promise chain (see `report`).
+    try {
       if (res.headers !== undefined) listener.onReceiveMetadata(res.headers)
       if (res.message !== undefined) listener.onReceiveMessage(res.message)
-      listener.onReceiveStatus(res.status!)
-    })
+      listener.onReceiveStatus(status)
+    } catch (error) {
+      rethrow(error)
+    }
   }
 
   #fail(error: unknown): void {
@@ -252,7 +286,8 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   /** Writes that will never be sent complete, so a writer waiting on them is not stuck. */
   #releaseWrites(): void {
     const queue = this.#queue
-    this.#queue = []
+    if (queue === undefined) return
+    this.#queue = undefined
     for (const op of queue) if (op !== HALF_CLOSE) op.context.callback?.()
   }
 }
@@ -266,8 +301,13 @@ function report(fn: () => void): void {
   try {
     fn()
   } catch (error) {
-    queueMicrotask(() => {
-      throw error
-    })
+    rethrow(error)
   }
+}
+
+/** Throws `error` from a microtask of its own: an uncaught exception, not a rejection. */
+function rethrow(error: unknown): void {
+  queueMicrotask(() => {
+    throw error
+  })
 }

@@ -68,6 +68,15 @@ export class GrpcChannelPool {
     this.#credentials = options.credentials
   }
 
+  /**
+   * Whether the channel options give grpc-js a service config (`grpc.service_config`), which may
+   * set deadlines of its own (a method `timeout`).
+   * @internal
+   */
+  get hasServiceConfig(): boolean {
+    return this.#options.channelOptions?.['grpc.service_config'] !== undefined
+  }
+
   /** Whether {@link close} was called. */
   get closed(): boolean {
     return this.#closed

@@ -11,23 +11,54 @@
  *   outside the pipeline. Before that, a failure is an ordinary answer the retry stage may
  *   retry (server streaming) or not (client and bidi streaming, whose requests are not replayable).
  *
- * Every attempt carries the call's deadline as its gRPC deadline (`grpc-timeout` on the wire),
- * and `grpc-previous-rpc-attempts` on retries and hedges. Cancelling the attempt's context (the
+ * Every attempt carries the call's deadline to the server (`grpc-timeout` on the wire), and
+ * `grpc-previous-rpc-attempts` on retries and hedges. Cancelling the attempt's context (the
  * deadline, a lost hedge, the caller, a forced close) cancels the HTTP/2 stream at once.
+ *
+ * How the deadline travels: a unary attempt writes `grpc-timeout` into its metadata and opens
+ * the grpc-js call without a deadline, because the attempt timeout stage already holds a timer
+ * at that deadline and cancels the attempt when it fires; handing grpc-js the deadline too would
+ * arm a second timer per call (and its clock reads) for the same instant (docs/decisions.md). A
+ * streaming attempt, a call with a `parent` (grpc-js takes the parent's deadline when earlier)
+ * and channels with a `grpc.service_config` (which may add a method timeout) give grpc-js the
+ * deadline as before: a committed stream runs past the pipeline, so only grpc-js can end it.
  */
 import type { Context } from '../../core/context.js'
 import type { Handler } from '../../core/handler.js'
 import { ENDPOINT } from '../../stages/balancer/endpoint.js'
 import type { GrpcChannelEntry, GrpcChannelPool } from './channels.js'
-import type { GrpcMetadata, GrpcRawCall, GrpcStatusObject } from './grpc-types.js'
+import type {
+  GrpcCallListener,
+  GrpcMessageContext,
+  GrpcMetadata,
+  GrpcRawCall,
+  GrpcStatusObject,
+} from './grpc-types.js'
 import { PREVIOUS_ATTEMPTS_KEY } from './protocol.js'
-import type { GrpcRequest, GrpcResponse } from './request.js'
+import type { GrpcCallIo, GrpcRequest, GrpcResponse } from './request.js'
 import { GrpcStatus } from './status.js'
 
 /** The gRPC deadline of an attempt: the context's deadline as a wall-clock `Date`, or `Infinity`. */
 export function grpcDeadline(ctx: Context): Date | number {
   if (ctx.deadline === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY
   return new Date(ctx.clock.wall() + (ctx.deadline - ctx.clock.now()))
+}
+
+/** The metadata key of the gRPC deadline on the wire (the time left, `<digits><unit>`). */
+export const GRPC_TIMEOUT_KEY = 'grpc-timeout'
+
+/**
+ * The `grpc-timeout` value for `ms` milliseconds left, as grpc-js writes it: rounded up, in the
+ * finest unit that fits the protocol's 8 digits (`'1500m'`, `'100000S'`); `0m` when none is
+ * left; `undefined` beyond what the header can say (about 11,000 years, which grpc-js refuses).
+ */
+export function grpcTimeout(ms: number): string | undefined {
+  const t = Math.max(ms, 0)
+  if (t < 1e8) return `${Math.ceil(t)}m`
+  if (t < 1e11) return `${Math.ceil(t / 1000)}S`
+  if (t < 6e12) return `${Math.ceil(t / 60_000)}M`
+  if (t < 3.6e14) return `${Math.ceil(t / 3_600_000)}H`
+  return undefined
 }
 
 /** `metadata` with `grpc-previous-rpc-attempts: attempt` when `attempt > 0` (a copy; the original is the caller's). */
@@ -38,8 +69,25 @@ export function withPreviousAttempts(metadata: GrpcMetadata, attempt: number): G
   return copy
 }
 
+/** Options of {@link grpcTransport}. */
+export interface GrpcTransportOptions {
+  /**
+   * Whether a unary attempt may carry its deadline as `grpc-timeout` metadata and leave grpc-js
+   * without a deadline of its own (the attempt timeout stage, which always runs before the
+   * transport when the call has a deadline, cancels it at the deadline). Default `true`. Set it
+   * to `false` when grpc-js may impose a deadline of its own on the endpoint channels (a
+   * `grpc.service_config` channel option with a method `timeout`): grpc-js would then overwrite
+   * the header with its own deadline, which may be the later one.
+   */
+  readonly deadlineAsMetadata?: boolean
+}
+
 /** Sends each attempt on `pool`'s channel to the chosen endpoint; see the module comment. */
-export function grpcTransport(pool: GrpcChannelPool): Handler<GrpcRequest, GrpcResponse> {
+export function grpcTransport(
+  pool: GrpcChannelPool,
+  options: GrpcTransportOptions = {},
+): Handler<GrpcRequest, GrpcResponse> {
+  const deadlineAsMetadata = options.deadlineAsMetadata ?? true
   return function grpcAttempt(req, ctx) {
     const endpoint = ctx.get(ENDPOINT)
     if (endpoint === undefined)
@@ -53,27 +101,49 @@ export function grpcTransport(pool: GrpcChannelPool): Handler<GrpcRequest, GrpcR
     }
     if (taken instanceof Promise) {
       return taken.then((entry) => {
-        if (!ctx.cancel.aborted) return attempt(pool, entry, req, ctx)
+        if (!ctx.cancel.aborted) return attempt(pool, entry, req, ctx, deadlineAsMetadata)
         pool.release(entry)
         throw ctx.cancel.reason
       })
     }
-    return attempt(pool, taken, req, ctx)
+    return attempt(pool, taken, req, ctx, deadlineAsMetadata)
   }
 }
+
+/** The write context of the one request message of an attempt (grpc-js only reads it). */
+const NO_CONTEXT: GrpcMessageContext = Object.freeze({})
 
 function attempt(
   pool: GrpcChannelPool,
   entry: GrpcChannelEntry,
   req: GrpcRequest,
   ctx: Context,
+  deadlineAsMetadata: boolean,
 ): Promise<GrpcResponse> {
   const io = req.io
   const n = ctx.attempt
-  const streaming = req.kind !== 'unary'
+  const kind = req.kind
   let raw: GrpcRawCall
+  let metadata = withPreviousAttempts(io.metadata, n)
   try {
-    raw = entry.channel.createCall(req.path, grpcDeadline(ctx), io.host, io.parent, io.propagateFlags)
+    let deadline: Date | number = Number.POSITIVE_INFINITY
+    if (ctx.deadline !== Number.POSITIVE_INFINITY) {
+      // A unary attempt ends inside the attempt timeout stage, whose timer cancels it at the
+      // deadline: grpc-js need not arm a timer of its own, only tell the server (the same
+      // `grpc-timeout` it would send). A streaming attempt outlives the pipeline once committed,
+      // and a parent call may shorten the deadline (grpc-js takes the earlier): those keep
+      // grpc-js's deadline.
+      const header =
+        deadlineAsMetadata && kind === 'unary' && io.parent == null
+          ? grpcTimeout(ctx.deadline - ctx.clock.now())
+          : undefined
+      if (header === undefined) deadline = grpcDeadline(ctx)
+      else {
+        if (metadata === io.metadata) metadata = metadata.clone()
+        metadata.set(GRPC_TIMEOUT_KEY, header)
+      }
+    }
+    raw = entry.channel.createCall(req.path, deadline, io.host, io.parent, io.propagateFlags)
     if (io.credentials !== undefined) raw.setCredentials(io.credentials)
   } catch (error) {
     pool.release(entry)
@@ -81,72 +151,128 @@ function attempt(
     // left, which A6 calls safe to retry.
     return Promise.resolve(unsent(String(error instanceof Error ? error.message : error), n, io.metadata))
   }
+  const run = new AttemptListener(pool, entry, io, raw, n, kind !== 'unary')
   return new Promise<GrpcResponse>((resolve, reject) => {
-    let settled = false
-    let headers: GrpcMetadata | undefined
-    let message: Buffer | undefined
-    let committed = false
-    const off = ctx.cancel.onAbort((reason) => {
-      if (settled) return
-      settled = true
-      raw.cancelWithStatus(GrpcStatus.CANCELLED, 'Cancelled by meshlet')
-      reject(reason)
-    })
-    const settle = (response: GrpcResponse) => {
-      if (settled) return
-      settled = true
-      off()
-      resolve(response)
-    }
-    const peer = () => safePeer(raw)
-
-    raw.start(withPreviousAttempts(io.metadata, n), {
-      onReceiveMetadata(metadata) {
-        headers = metadata
-        if (!streaming) return
-        commit()
-        io.deliverMetadata(withPreviousAttempts(metadata, n))
-      },
-      onReceiveMessage(msg: Buffer) {
-        if (!streaming) {
-          message = msg
-          return
-        }
-        commit()
-        io.deliverMessage(msg)
-      },
-      onReceiveStatus(status) {
-        pool.release(entry)
-        if (streaming && committed) {
-          io.deliverStatus(headers === undefined ? withAttemptsStatus(status, n) : status)
-          return
-        }
-        settle({
-          status: headers === undefined ? withAttemptsStatus(status, n) : status,
-          headers: headers === undefined ? undefined : withPreviousAttempts(headers, n),
-          message,
-          committed: headers !== undefined,
-          attempt: n,
-          peer: peer(),
-        })
-      },
-    })
-
-    function commit(): void {
-      if (committed) return
-      committed = true
-      settle({ status: undefined, headers, message: undefined, committed: true, attempt: n, peer: peer() })
-    }
-
-    if (streaming) io.attach(raw)
-    if (req.kind === 'unary' || req.kind === 'server-stream') {
+    run.resolve = resolve
+    run.reject = reject
+    run.off = ctx.cancel.onAbort((reason) => run.abort(reason))
+    if (run.settled) return
+    run.started = true
+    raw.start(metadata, run)
+    if (run.streaming) io.attach(raw)
+    if (kind === 'unary' || kind === 'server-stream') {
       const msg = io.message
-      if (msg !== undefined) raw.sendMessageWithContext({}, msg)
+      if (msg !== undefined) raw.sendMessageWithContext(NO_CONTEXT, msg)
       raw.halfClose()
     }
-    if (!streaming) raw.startRead()
+    if (!run.streaming) raw.startRead()
   })
 }
+
+/**
+ * One attempt in flight: grpc-js's listener of its call, and the settling of its promise. A class
+ * rather than closures, as every call makes one.
+ */
+class AttemptListener implements GrpcCallListener {
+  resolve: (response: GrpcResponse) => void = noop
+  reject: (reason: unknown) => void = noop
+  off: () => void = noop
+  settled = false
+  started = false
+  #headers: GrpcMetadata | undefined = undefined
+  #message: Buffer | undefined = undefined
+  #committed = false
+
+  constructor(
+    readonly pool: GrpcChannelPool,
+    readonly entry: GrpcChannelEntry,
+    readonly io: GrpcCallIo,
+    readonly raw: GrpcRawCall,
+    readonly n: number,
+    readonly streaming: boolean,
+  ) {}
+
+  /** The attempt's context was cancelled (deadline, lost hedge, caller, close): end the stream now. */
+  abort(reason: unknown): void {
+    if (this.settled) return
+    this.settled = true
+    this.raw.cancelWithStatus(GrpcStatus.CANCELLED, 'Cancelled by meshlet')
+    // A started call reports its status, which gives the channel back; one never started does not.
+    if (!this.started) this.pool.release(this.entry)
+    this.reject(reason)
+  }
+
+  #settle(response: GrpcResponse): void {
+    if (this.settled) return
+    this.settled = true
+    this.off()
+    this.resolve(response)
+  }
+
+  onReceiveMetadata(metadata: GrpcMetadata): void {
+    this.#headers = metadata
+    if (!this.streaming) return
+    this.#commit()
+    this.io.deliverMetadata(withPreviousAttempts(metadata, this.n))
+  }
+
+  onReceiveMessage(message: Buffer): void {
+    if (!this.streaming) {
+      this.#message = message
+      return
+    }
+    this.#commit()
+    this.io.deliverMessage(message)
+  }
+
+  onReceiveStatus(status: GrpcStatusObject): void {
+    this.pool.release(this.entry)
+    const headers = this.#headers
+    const n = this.n
+    if (this.streaming && this.#committed) {
+      this.io.deliverStatus(headers === undefined ? withAttemptsStatus(status, n) : status)
+      return
+    }
+    this.#settle(
+      new AttemptResponse(
+        headers === undefined ? withAttemptsStatus(status, n) : status,
+        headers === undefined ? undefined : withPreviousAttempts(headers, n),
+        this.#message,
+        headers !== undefined,
+        n,
+        this.raw,
+      ),
+    )
+  }
+
+  #commit(): void {
+    if (this.#committed) return
+    this.#committed = true
+    this.#settle(new AttemptResponse(undefined, this.#headers, undefined, true, this.n, this.raw))
+  }
+}
+
+/** An attempt's answer; its peer is read from the call only when asked for. */
+class AttemptResponse implements GrpcResponse {
+  readonly #raw: GrpcRawCall
+
+  constructor(
+    readonly status: GrpcStatusObject | undefined,
+    readonly headers: GrpcMetadata | undefined,
+    readonly message: Buffer | undefined,
+    readonly committed: boolean,
+    readonly attempt: number,
+    raw: GrpcRawCall,
+  ) {
+    this.#raw = raw
+  }
+
+  get peer(): string {
+    return safePeer(this.#raw)
+  }
+}
+
+function noop(): void {}
 
 /** The status with `grpc-previous-rpc-attempts` in its metadata (grpc-js does this for trailers-only answers). */
 function withAttemptsStatus(status: GrpcStatusObject, attempt: number): GrpcStatusObject {
