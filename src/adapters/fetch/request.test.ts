@@ -10,6 +10,13 @@ describe('parseTarget', () => {
     ['http://u:p@users/a#frag', 'users', '/a'],
     ['HTTP://users/a', 'users', '/a'],
     ['http://127.0.0.1:8080/x', '127.0.0.1', '/x'],
+    ['http://users#frag', 'users', '/'],
+    ['http://users?q=1#f', 'users', '/?q=1'],
+    ['HTTPS://USERS/A', 'users', '/A'],
+    ['http://U:P@Users:80/x', 'users', '/x'],
+    ['http://a@b@Users:80/x', 'users', '/x'],
+    ['http://users:8080', 'users', '/'],
+    ['http://ÜSERS/x', 'üsers', '/x'],
   ])('%s -> host %s, path %s', (url, host, path) => {
     expect(parseTarget(url)).toEqual({ host, path })
   })

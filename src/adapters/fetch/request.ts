@@ -35,8 +35,9 @@ export interface Target {
 
 /**
  * Splits an absolute `http:`/`https:` URL into host and path without building a `URL` object
- * (about 20x cheaper on the hot path). Returns `undefined` for anything else, which then passes
- * through to the wrapped fetch untouched.
+ * (about 20x cheaper on the hot path): one pass over the authority, then one slice for the host
+ * and one for the path. Returns `undefined` for anything else, which then passes through to the
+ * wrapped fetch untouched.
  */
 export function parseTarget(url: string): Target | undefined {
   let start: number
@@ -48,25 +49,35 @@ export function parseTarget(url: string): Target | undefined {
     else if (lower.startsWith('https://')) start = 8
     else return undefined
   }
-  let end = url.length
-  for (let i = start; i < url.length; i++) {
+  const length = url.length
+  // The host runs from after the last `@` of the authority to its first `:` (the port) or end.
+  let hostStart = start
+  let colon = -1
+  let upper = false
+  let end = length
+  for (let i = start; i < length; i++) {
     const c = url.charCodeAt(i)
     if (c === 47 /* / */ || c === 63 /* ? */ || c === 35 /* # */) {
       end = i
       break
     }
+    if (c === 64 /* @ */) {
+      hostStart = i + 1
+      colon = -1
+      upper = false
+    } else if (c === 58 /* : */) {
+      if (colon < 0) colon = i
+    } else if (colon < 0 && ((c >= 65 && c <= 90) || c >= 128)) {
+      upper = true // an upper-case letter (or a non-ASCII one): lower-case the host
+    }
   }
-  let authority = url.slice(start, end)
-  const at = authority.lastIndexOf('@')
-  if (at >= 0) authority = authority.slice(at + 1)
-  if (authority.startsWith('[')) return undefined // IPv6 literal: never a service name
-  const colon = authority.indexOf(':')
-  const host = (colon >= 0 ? authority.slice(0, colon) : authority).toLowerCase()
-  let path = end < url.length ? url.slice(end) : '/'
-  const hash = path.indexOf('#')
-  if (hash >= 0) path = path.slice(0, hash)
+  if (url.charCodeAt(hostStart) === 91 /* [ */) return undefined // IPv6 literal: never a service name
+  const host = url.slice(hostStart, colon >= 0 ? colon : end)
+  if (end === length) return { host: upper ? host.toLowerCase() : host, path: '/' }
+  const hash = url.indexOf('#', end)
+  let path = hash < 0 ? url.slice(end) : url.slice(end, hash)
   if (path.charCodeAt(0) !== 47) path = `/${path}`
-  return { host, path }
+  return { host: upper ? host.toLowerCase() : host, path }
 }
 
 /** The URL string of any fetch input. */
