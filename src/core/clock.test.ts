@@ -77,6 +77,18 @@ describe('systemClock timers (one native timer under a heap)', () => {
     expect(ran).toEqual(['a', 'b'])
   })
 
+  it('setTimerAt runs a timer when performance.now() reaches the time given', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] })
+    const ran: number[] = []
+    const start = performance.now()
+    systemClock.setTimerAt!(() => ran.push(performance.now() - start), start + 30)
+    systemClock.setTimerAt!(() => ran.push(performance.now() - start), start + 10)
+    vi.advanceTimersByTime(9)
+    expect(ran).toEqual([])
+    vi.advanceTimersByTime(21)
+    expect(ran).toEqual([10, 30])
+  })
+
   it('a delay beyond setTimeout’s 2^31 - 1 ms neither fires early nor warns', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] })
     const warn = vi.spyOn(process, 'emitWarning')

@@ -16,6 +16,12 @@ export interface Clock {
   wall(): number
   /** Calls `fn` once after `ms` milliseconds. */
   setTimer(fn: () => void, ms: number): TimerHandle
+  /**
+   * Calls `fn` once when {@link now} reaches `at` (at once, on the next timer turn, when it has
+   * passed). Optional: a stage that knows the absolute time (a deadline) saves a clock read with
+   * it; without it, `setTimer(fn, at - now())` does the same.
+   */
+  setTimerAt?(fn: () => void, at: number): TimerHandle
   /** Cancels a timer; a no-op when it already ran or was cleared. */
   clearTimer(handle: TimerHandle): void
   /**
@@ -81,11 +87,12 @@ class TimerQueue {
   #firesAt = Number.NEGATIVE_INFINITY
   #refed = false
   /**
-   * The latest time a native timer fired for. Queue time is `max(performance.now(), #firedAt)`:
-   * a native timer that fires means its time has come, even where a fake-timer library moves
-   * `setTimeout`'s time without moving `performance.now()`.
+   * How far queue time runs ahead of `performance.now()`: `0`, except where a fake-timer library
+   * moves `setTimeout`'s time without moving `performance.now()`. A native timer that fires means
+   * its time has come, so a firing more than 2 ms before `performance.now()` reaches it (Node
+   * itself fires up to 1 ms early on its millisecond loop clock) moves queue time forward.
    */
-  #firedAt = Number.NEGATIVE_INFINITY
+  #skew = 0
   readonly #onFire = () => this.#fire()
 
   /** Timers waiting (for tests of the queue). */
@@ -94,18 +101,23 @@ class TimerQueue {
   }
 
   #now(): number {
-    const now = performance.now()
-    return Math.max(now, this.#firedAt)
+    return performance.now() + this.#skew
   }
 
   add(fn: () => void, ms: number): QueuedTimer {
-    const now = this.#now()
     // As setTimeout: a delay below 1 ms (or not a number) is 1 ms.
     // biome-ignore lint/complexity/useMathMinMax: Math.max(NaN, 1) is NaN; this is 1
-    const timer: QueuedTimer = { due: now + (ms >= 1 ? ms : 1), fn, index: this.#heap.length }
+    return this.addAt(fn, performance.now() + (ms >= 1 ? ms : 1))
+  }
+
+  /** A timer due when `performance.now()` reaches `at`. */
+  addAt(fn: () => void, at: number): QueuedTimer {
+    const due = at + this.#skew
+    const timer: QueuedTimer = { due, fn, index: this.#heap.length }
     this.#heap.push(timer)
     this.#up(timer.index)
-    if (timer.due < this.#armedAt) this.#arm(timer.due, now)
+    // The clock is read only to arm the native timer, which the usual in-order timer does not need.
+    if (due < this.#armedAt) this.#arm(due, this.#now())
     else if (!this.#refed) {
       this.#native?.ref()
       this.#refed = true
@@ -143,7 +155,8 @@ class TimerQueue {
 
   #fire(): void {
     this.#native = undefined
-    if (this.#firesAt > this.#firedAt) this.#firedAt = this.#firesAt
+    const lag = this.#firesAt - this.#now()
+    if (lag > 2) this.#skew += lag
     this.#armedAt = Number.POSITIVE_INFINITY
     // Node fires a timer once its whole milliseconds have passed on the loop's clock, which
     // can be up to 1 ms before the fractional due time: entries within that are due now.
@@ -220,6 +233,7 @@ export const systemClock: Clock = {
   now: () => performance.now(),
   wall: () => Date.now(),
   setTimer: (fn, ms) => queue.add(fn, ms),
+  setTimerAt: (fn, at) => queue.addAt(fn, at),
   clearTimer: (handle) => queue.remove(handle as QueuedTimer),
   sleep(ms, cancel) {
     return sleepOn(systemClock, ms, cancel)

@@ -51,6 +51,10 @@ export class ManualClock implements Clock {
     return timer
   }
 
+  setTimerAt(fn: () => void, at: number): TimerHandle {
+    return this.setTimer(fn, at - this.#now)
+  }
+
   clearTimer(handle: TimerHandle): void {
     const timer = handle as Timer
     if (!timer.cancelled) {

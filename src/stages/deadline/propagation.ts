@@ -21,6 +21,8 @@ interface DeadlineScope {
 }
 
 const scope = new AsyncLocalStorage<DeadlineScope>()
+/** Whether any scope was ever entered: until then no call reads the storage at all. */
+let scoped = false
 
 /**
  * The HTTP header that carries the time left, in whole milliseconds measured when the attempt
@@ -48,6 +50,7 @@ export function runWithDeadline<T>(timeoutMs: number, fn: () => T, clock: Clock 
   if (!(timeoutMs < Number.POSITIVE_INFINITY)) return fn()
   const deadline = clock.now() + Math.max(timeoutMs, 0)
   if (inheritedDeadline(clock) <= deadline) return fn()
+  scoped = true
   return scope.run({ deadline, clock }, fn)
 }
 
@@ -57,6 +60,7 @@ export function runWithDeadline<T>(timeoutMs: number, fn: () => T, clock: Clock 
  * `AsyncLocalStorage.getStore()` when there is no scope or the clocks are the same object.
  */
 export function inheritedDeadline(clock: Clock): number {
+  if (!scoped) return Number.POSITIVE_INFINITY
   const store = scope.getStore()
   if (store === undefined) return Number.POSITIVE_INFINITY
   if (store.clock === clock) return store.deadline
