@@ -5,6 +5,7 @@ const activeTimeouts = () => process.getActiveResourcesInfo().filter((r) => r ==
 
 describe('systemClock timers (one native timer under a heap)', () => {
   afterEach(() => {
+    vi.restoreAllMocks()
     vi.useRealTimers()
   })
 
@@ -40,8 +41,13 @@ describe('systemClock timers (one native timer under a heap)', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] })
     let ran = 0
     const first = systemClock.setTimer(() => ran++, 100)
+    const set = vi.spyOn(globalThis, 'setTimeout')
+    const clear = vi.spyOn(globalThis, 'clearTimeout')
     systemClock.setTimer(() => ran++, 300)
     systemClock.clearTimer(first)
+    // The later timer joins the armed native timer; clearing the earliest touches none.
+    expect(set).not.toHaveBeenCalled()
+    expect(clear).not.toHaveBeenCalled()
     expect(vi.getTimerCount()).toBe(1)
     vi.advanceTimersByTime(100)
     expect(ran).toBe(0)
@@ -51,6 +57,9 @@ describe('systemClock timers (one native timer under a heap)', () => {
     vi.advanceTimersByTime(1)
     expect(ran).toBe(1)
     expect(vi.getTimerCount()).toBe(0)
+    // Fired empty at 100 and re-armed once, at 300; nothing was ever cleared.
+    expect(set).toHaveBeenCalledTimes(1)
+    expect(clear).not.toHaveBeenCalled()
   })
 
   it('a timer set by a callback, or earlier than the armed one, runs on time', () => {
