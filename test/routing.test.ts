@@ -183,6 +183,26 @@ describe('fault injection', () => {
     await mesh.close()
   })
 
+  it("an injected delay does not eat the call's timeout: the call starts when the delay ends", async () => {
+    const seen: Array<{ startedAt: number; deadline: number }> = []
+    const { clock, f, mesh } = virtual(
+      {
+        services: { reviews: { ...reviews, timeout: '200ms' } },
+        routes: [{ route: [{ service: 'reviews' }], fault: { delay: { percent: 100, duration: '150ms' } } }],
+      },
+      (_req, ctx) => {
+        seen.push({ startedAt: ctx.startedAt, deadline: ctx.deadline })
+        return new Response('ok')
+      },
+    )
+    await clock.advance(1000)
+    const call = f('http://reviews/r')
+    await clock.advance(150)
+    expect((await call).status).toBe(200)
+    expect(seen).toEqual([{ startedAt: 1150, deadline: 1350 }])
+    await mesh.close()
+  })
+
   it('attempt-scoped aborts are retried (and reach the endpoint after); call-scoped ones are not', async () => {
     const run = async (scope: 'call' | 'attempt') => {
       const { clock, f, versions, mesh } = virtual({

@@ -28,4 +28,18 @@ describe('Context', () => {
     expect(ctx.deadline).toBe(Number.POSITIVE_INFINITY)
     expect(ctx.remaining()).toBe(Number.POSITIVE_INFINITY)
   })
+
+  it('reads the clock once for the start: derived contexts keep it, attempts and restarts read it anew', async () => {
+    const c = new ManualClock({ start: 10 })
+    const root = Context.create({ clock: c, random: seededRandom(1), cancel: neverCancelled })
+    expect(root.startedAt).toBe(10)
+    expect(
+      Context.create({ clock: c, random: seededRandom(1), cancel: neverCancelled, startedAt: 3 }).startedAt,
+    ).toBe(3)
+    await c.advance(5)
+    expect(root.with(A, 1).withDeadline(100).withCancel(neverCancelled).startedAt).toBe(10)
+    expect(root.withAttempt(1).startedAt).toBe(15)
+    expect(root.restarted().startedAt).toBe(15)
+    expect(root.restarted().get(A)).toBe(0)
+  })
 })

@@ -38,6 +38,8 @@ export interface ContextInit {
   readonly deadline?: number
   /** The caller's own signal, when it gave one. */
   readonly signal?: AbortSignal | undefined
+  /** When the call started, on `clock`. Default: `clock.now()`, read once here. */
+  readonly startedAt?: number
 }
 
 /** Per-call state; see the module comment. */
@@ -54,6 +56,13 @@ export class Context {
   readonly cancel: Cancellation
   /** The caller's own signal, when it gave one (read it, never abort it). */
   readonly signal: AbortSignal | undefined
+  /**
+   * When this call, or this attempt of it, started (ms on {@link clock}). The clock is read once
+   * by whatever starts the work (the root context, a retry or hedge via {@link withAttempt}, a
+   * stage that waited via {@link restarted}); stages that time the call from its start (the
+   * deadline, the attempt timeout, the breaker, the budget) use this instead of another read.
+   */
+  readonly startedAt: number
   readonly #values: Entry | undefined
 
   private constructor(
@@ -64,6 +73,7 @@ export class Context {
     cancel: Cancellation,
     signal: AbortSignal | undefined,
     values: Entry | undefined,
+    startedAt: number,
   ) {
     this.clock = clock
     this.random = random
@@ -72,6 +82,7 @@ export class Context {
     this.cancel = cancel
     this.signal = signal
     this.#values = values
+    this.startedAt = startedAt
   }
 
   /** A root context for one call. */
@@ -84,6 +95,7 @@ export class Context {
       init.cancel,
       init.signal,
       undefined,
+      init.startedAt ?? init.clock.now(),
     )
   }
 
@@ -97,11 +109,20 @@ export class Context {
 
   /** A copy with `key` set to `value`. */
   with<T>(key: ContextKey<T>, value: T): Context {
-    return new Context(this.clock, this.random, this.deadline, this.attempt, this.cancel, this.signal, {
-      key: key as ContextKey<unknown>,
-      value,
-      parent: this.#values,
-    })
+    return new Context(
+      this.clock,
+      this.random,
+      this.deadline,
+      this.attempt,
+      this.cancel,
+      this.signal,
+      {
+        key: key as ContextKey<unknown>,
+        value,
+        parent: this.#values,
+      },
+      this.startedAt,
+    )
   }
 
   /** A copy with another deadline. */
@@ -114,12 +135,40 @@ export class Context {
       this.cancel,
       this.signal,
       this.#values,
+      this.startedAt,
     )
   }
 
-  /** A copy for attempt number `attempt`, cancelled by `cancel`. */
+  /** A copy for attempt number `attempt`, cancelled by `cancel`, which starts now (one clock read). */
   withAttempt(attempt: number, cancel: Cancellation = this.cancel): Context {
-    return new Context(this.clock, this.random, this.deadline, attempt, cancel, this.signal, this.#values)
+    return new Context(
+      this.clock,
+      this.random,
+      this.deadline,
+      attempt,
+      cancel,
+      this.signal,
+      this.#values,
+      this.clock.now(),
+    )
+  }
+
+  /**
+   * A copy that starts now (one clock read): what a stage passes on after it waited (a queue,
+   * an injected delay), so that the stages inside time the work from when it really starts. A
+   * stage that waits and passes the old context on makes the limits inside start early, never late.
+   */
+  restarted(): Context {
+    return new Context(
+      this.clock,
+      this.random,
+      this.deadline,
+      this.attempt,
+      this.cancel,
+      this.signal,
+      this.#values,
+      this.clock.now(),
+    )
   }
 
   /** A copy cancelled by `cancel` (a child of this context's token). */
@@ -132,6 +181,7 @@ export class Context {
       cancel,
       this.signal,
       this.#values,
+      this.startedAt,
     )
   }
 

@@ -19,6 +19,10 @@ export type Middleware<Req, Res> = (next: Handler<Req, Res>) => Handler<Req, Res
  * (`ctx.withAttempt(n)`), so that no state of one attempt leaks into the next. Calling `next`
  * twice with one context throws a `TypeError` naming the stage.
  *
+ * A stage that waits before it calls `next` (a queue, a delay) passes `ctx.restarted()`, so
+ * that the stages inside time the work from {@link Context.startedAt} without reading the clock
+ * again; one that does not makes the limits inside start early, never late.
+ *
  * @example
  * ```ts
  * import { compose, type Middleware } from 'meshlet'

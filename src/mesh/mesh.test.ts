@@ -127,4 +127,27 @@ describe('mesh on the manual clock', () => {
       'expected a fetch function or a @grpc/grpc-js client, got number',
     )
   })
+
+  it('reads the clock twice per call of the full stack: at the start, and when the breaker records', async () => {
+    const clock = new ManualClock()
+    let reads = 0
+    const now = clock.now.bind(clock)
+    clock.now = () => {
+      reads++
+      return now()
+    }
+    const transport = async () => new Response('ok')
+    const full = { endpoints: ['http://10.0.0.1:8080'], circuitBreaker: {}, concurrency: { max: 10 } }
+    const mesh = createMesh(
+      { services: { full } },
+      { clock, random: seededRandom(1), httpTransport: transport },
+    )
+    const f = withMesh(fetch, mesh)
+    await f('http://full/warm')
+    reads = 0
+    for (let i = 0; i < 10; i++) expect((await f('http://full/x')).status).toBe(200)
+    // Deadline, budget, breaker admission, balancer and attempt timeout all use ctx.startedAt.
+    expect(reads / 10).toBe(2)
+    await mesh.close()
+  })
 })

@@ -73,7 +73,10 @@ export class Mesh {
   #base: ResolvedMeshConfig
   readonly #discovery: Discovery
   readonly #pool = statePool()
-  readonly #inflight = new Set<Cancellation>()
+  // The calls in flight, as an intrusive list: a `Set` of fresh objects costs ~250 ns per call
+  // on Node 20 (identity hash plus a table that grows and shrinks around one entry).
+  readonly #inflight = new InflightCall()
+  #inflightCount = 0
   #closed = false
   #closing: Promise<void> | undefined
   #closed2 = false
@@ -141,7 +144,7 @@ export class Mesh {
 
   /** The number of calls in flight. */
   get inflight(): number {
-    return this.#inflight.size
+    return this.#inflightCount
   }
 
   /** @internal The snapshot in force; a call reads it once, at its start. */
@@ -177,9 +180,13 @@ export class Mesh {
     // restart them.
     closeState(this.#pool)
     this.#discovery.close()
-    if (options.force) for (const c of [...this.#inflight]) c.abort(new MeshClosedError())
+    if (options.force) {
+      const calls: InflightCall[] = []
+      for (let c = this.#inflight.next; c !== this.#inflight; c = c.next) calls.push(c)
+      for (const c of calls) c.abort(new MeshClosedError())
+    }
     this.#closing ??= (async () => {
-      if (this.#inflight.size > 0) {
+      if (this.#inflightCount > 0) {
         await new Promise<void>((resolve) => {
           this.#drained = resolve
         })
@@ -207,9 +214,15 @@ export class Mesh {
   invoke<Req, Res>(handler: Handler<Req, Res>, req: Req, signal: AbortSignal | undefined): Promise<Res> {
     if (this.#closed) return Promise.reject(new MeshClosedError())
     if (signal?.aborted) return Promise.reject(signal.reason)
-    const cancel = new Cancellation()
+    const cancel = new InflightCall()
     const ctx = Context.create({ clock: this.clock, random: this.random, cancel, signal })
-    this.#inflight.add(cancel)
+    // Link at the head of the list.
+    const head = this.#inflight
+    cancel.prev = head
+    cancel.next = head.next
+    head.next.prev = cancel
+    head.next = cancel
+    this.#inflightCount++
     let sent: Promise<Res>
     try {
       sent = handler(req, ctx)
@@ -251,14 +264,22 @@ export class Mesh {
   }
 
   /** A call has settled: it leaves the in-flight set, and a draining `close` may finish. */
-  #finish(cancel: Cancellation): void {
-    const inflight = this.#inflight
-    inflight.delete(cancel)
-    if (inflight.size === 0 && this.#drained) {
+  #finish(cancel: InflightCall): void {
+    cancel.prev.next = cancel.next
+    cancel.next.prev = cancel.prev
+    cancel.prev = cancel
+    cancel.next = cancel
+    if (--this.#inflightCount === 0 && this.#drained) {
       this.#drained()
       this.#drained = undefined
     }
   }
+}
+
+/** A call's root token, linked into the mesh's list of calls in flight (the list head is one too). */
+class InflightCall extends Cancellation {
+  prev: InflightCall = this
+  next: InflightCall = this
 }
 
 /**

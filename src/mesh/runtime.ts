@@ -33,6 +33,7 @@ import type {
 /** One service made live. */
 export class ServiceRuntime {
   readonly #handlers = new Map<object, unknown>()
+  #last: { transport: object; route: object; handler: unknown } | undefined = undefined
 
   constructor(
     readonly name: string,
@@ -61,16 +62,31 @@ export class ServiceRuntime {
    * when no route matched), built on first use and kept for the life of the snapshot.
    */
   handler<Req, Res>(transport: object, route: object, build: () => Handler<Req, Res>): Handler<Req, Res> {
+    const hit = this.cached<Req, Res>(transport, route)
+    if (hit !== undefined) return hit
     let byRoute = this.#handlers.get(transport) as Map<object, Handler<Req, Res>> | undefined
     if (byRoute === undefined) {
       byRoute = new Map()
       this.#handlers.set(transport, byRoute)
     }
-    let h = byRoute.get(route)
-    if (h === undefined) {
-      h = build()
-      byRoute.set(route, h)
+    const h = build()
+    byRoute.set(route, h)
+    this.#last = { transport, route, handler: h }
+    return h
+  }
+
+  /**
+   * The handler already built for `transport` and `route`, or `undefined`: what a call looks up
+   * before it makes the arguments of {@link handler}. The last one used is checked first, by
+   * identity, which is every call of a service reached one way.
+   */
+  cached<Req, Res>(transport: object, route: object): Handler<Req, Res> | undefined {
+    const last = this.#last
+    if (last !== undefined && last.transport === transport && last.route === route) {
+      return last.handler as Handler<Req, Res>
     }
+    const h = (this.#handlers.get(transport) as Map<object, Handler<Req, Res>> | undefined)?.get(route)
+    if (h !== undefined) this.#last = { transport, route, handler: h }
     return h
   }
 }

@@ -164,7 +164,11 @@ function grpcStack(
   m: Mesh,
   pt: PoolTransport,
 ): Handler<GrpcRequest, GrpcResponse> {
-  return svc.handler(pt, route ?? NO_ROUTE, () => callRunner(buildGrpcStack(svc, route, breaker, m, pt)))
+  const key = route ?? NO_ROUTE
+  return (
+    svc.cached<GrpcRequest, GrpcResponse>(pt, key) ??
+    svc.handler(pt, key, () => callRunner(buildGrpcStack(svc, route, breaker, m, pt)))
+  )
 }
 
 /**

@@ -128,10 +128,15 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
     req: HttpRequest,
     snapshot: Snapshot,
   ): Promise<Response> => {
-    const breaker = route?.circuitBreaker
-      ? snapshot.routeBreakers.get(`${svc.name}#${routeIndex}`)
-      : svc.breaker
-    return m.invoke(svc.handler(transport, route ?? NO_ROUTE, build(svc, route, breaker)), req, req.signal)
+    const key = route ?? NO_ROUTE
+    let handler = svc.cached<HttpRequest, Response>(transport, key)
+    if (handler === undefined) {
+      const breaker = route?.circuitBreaker
+        ? snapshot.routeBreakers.get(`${svc.name}#${routeIndex}`)
+        : svc.breaker
+      handler = svc.handler(transport, key, build(svc, route, breaker))
+    }
+    return m.invoke(handler, req, req.signal)
   }
 
   const meshFetch = function meshFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {

@@ -345,7 +345,7 @@ export function fetchTransport(fetchFn: typeof fetch): Handler<HttpRequest, Resp
       return Promise.reject(new Error('meshlet: no endpoint chosen for this attempt'))
     const header =
       req.propagateDeadline && ctx.deadline !== Number.POSITIVE_INFINITY
-        ? String(Math.max(0, Math.floor(ctx.deadline - ctx.clock.now())))
+        ? String(Math.max(0, Math.floor(ctx.deadline - ctx.startedAt)))
         : undefined
     const url = endpoint.address + req.path
     if (traits.dispatches === true && req.signal === undefined)

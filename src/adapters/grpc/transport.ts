@@ -135,7 +135,7 @@ function attempt(
       // grpc-js's deadline.
       const header =
         deadlineAsMetadata && kind === 'unary' && io.parent == null
-          ? grpcTimeout(ctx.deadline - ctx.clock.now())
+          ? grpcTimeout(ctx.deadline - ctx.startedAt)
           : undefined
       if (header === undefined) deadline = grpcDeadline(ctx)
       else {

@@ -175,7 +175,10 @@ describe('balancer with outlier detection', () => {
       },
     )
     return {
-      ctx,
+      /** A context per call, starting now, as `Mesh.invoke` makes one. */
+      get ctx() {
+        return ctx.restarted()
+      },
       clock,
       eps,
       health,
@@ -384,7 +387,7 @@ describe('what the balancer feeds its strategy', () => {
     expect(eps.map((e) => e.pending)).toEqual([0, 0, 0])
     const later: string[] = []
     for (let i = 0; i < 50; i++) {
-      const p = h({}, ctx)
+      const p = h({}, ctx.restarted())
       await clock.advance(5)
       later.push((await p) as string)
     }
@@ -433,12 +436,15 @@ describe('what the balancer feeds its strategy', () => {
     const eps = endpoints(3)
     const h = chain([balancer({ service: 's', endpoints: eps, strategy: roundRobin() })], async () => 1)
     expect(eps[0]!.addedAt).toBeNaN()
-    await h({}, ctx)
+    await h({}, ctx.restarted())
     expect(eps.map((e) => e.addedAt)).toEqual([1234, 1234, 1234])
     // A later configuration adds an endpoint: only the new one gets the new time.
     await clock.advance(1000)
     const next = [...eps, new Endpoint({ address: 'e3' })]
-    await chain([balancer({ service: 's', endpoints: next, strategy: roundRobin() })], async () => 1)({}, ctx)
+    await chain([balancer({ service: 's', endpoints: next, strategy: roundRobin() })], async () => 1)(
+      {},
+      ctx.restarted(),
+    )
     expect(next.map((e) => e.addedAt)).toEqual([1234, 1234, 1234, 2234])
   })
 

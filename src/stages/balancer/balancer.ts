@@ -151,10 +151,10 @@ function plainBalancer<Req, Res>(options: BalancerOptions<Req, Res>): Middleware
   return (next) =>
     function balancerStage(req: Req, ctx: Context) {
       if (arrivals) {
-        recordArrivals(endpoints, ctx.clock.now())
+        recordArrivals(endpoints, ctx.startedAt)
         arrivals = false
       }
-      if (timed) input.now = ctx.clock.now()
+      if (timed) input.now = ctx.startedAt
       if (keyOf !== undefined) input.key = keyOf(req)
       let endpoint = strategy.pick(endpoints, ctx.random, input)
       if (endpoint === undefined) return Promise.reject(new NoHealthyEndpointError(service))
@@ -164,7 +164,7 @@ function plainBalancer<Req, Res>(options: BalancerOptions<Req, Res>): Middleware
           endpoint = avoidTried(endpoint, endpoints, tried, strategy, ctx, input)
         tried.push(endpoint)
       }
-      if (observe !== undefined) return observed(observe, endpoint, req, ctx, next, timed ? input.now : -1)
+      if (observe !== undefined) return observed(observe, endpoint, req, ctx, next)
       endpoint.pending++
       const done = <T>(value: T): T => {
         endpoint.pending--
@@ -187,7 +187,7 @@ function plainBalancer<Req, Res>(options: BalancerOptions<Req, Res>): Middleware
 
 /**
  * Runs the attempt on `endpoint` and reports its latency to the strategy (peak EWMA), measured
- * on the call's clock from `start` (`-1`: read it now). The closures are the ones any attempt
+ * on the call's clock from the attempt's start. The closures are the ones any attempt
  * needs for its in-flight count; the latency adds none.
  */
 function observed<Req, Res>(
@@ -196,10 +196,9 @@ function observed<Req, Res>(
   req: Req,
   ctx: Context,
   next: (req: Req, ctx: Context) => Promise<Res>,
-  start: number,
 ): Promise<Res> {
   const clock = ctx.clock
-  const sent = start < 0 ? clock.now() : start
+  const sent = ctx.startedAt
   endpoint.pending++
   let result: Promise<Res>
   try {
@@ -256,22 +255,20 @@ function guardedBalancer<Req, Res>(
   return (next) =>
     function balancerStage(req: Req, ctx: Context) {
       let candidates = endpoints
-      let now = -1
+      const now = ctx.startedAt
       if (arrivals) {
-        now = ctx.clock.now()
         recordArrivals(endpoints, now)
         arrivals = false
       }
       if (health !== undefined) {
         if (probe !== undefined && health.checksWanted)
           health.startChecks(probe, ctx.clock, ctx.random, events)
-        if (now < 0) now = ctx.clock.now()
         // A subset (or an older endpoint list) shares its service's health view: the view still
         // runs its lazy sweeps, and the subset's endpoints are filtered by their health.
         const rotation = health.inRotation(now, ctx.random, events)
         candidates = health.endpoints === endpoints ? rotation : health.inRotationOf(endpoints, now)
       }
-      if (timed) input.now = now < 0 ? ctx.clock.now() : now
+      if (timed) input.now = now
       if (keyOf !== undefined) input.key = keyOf(req)
       let endpoint = strategy.pick(candidates, ctx.random, input)
       if (endpoint === undefined) {
@@ -297,9 +294,8 @@ function guardedBalancer<Req, Res>(
       if (tried !== undefined) tried.push(endpoint)
       const chosen = endpoint
       const recorder = health !== undefined && classify !== undefined && health.passive ? health : undefined
-      if (recorder === undefined && observe !== undefined)
-        return observed(observe, chosen, req, ctx, next, timed ? input.now : -1)
-      const sent = observe === undefined ? 0 : timed ? input.now : ctx.clock.now()
+      if (recorder === undefined && observe !== undefined) return observed(observe, chosen, req, ctx, next)
+      const sent = now
       chosen.pending++
       let result: Promise<Res>
       try {

@@ -253,6 +253,26 @@ describe('bulkhead', () => {
     expect(waiter.value).toBe(2)
   })
 
+  it('passes a waiter on with a context that starts when it got its permit', async () => {
+    const clock = testClock()
+    const upstream = held()
+    const starts: number[] = []
+    const h = chain([bulkhead<number, number>({ max: 1, queue: 1 })], (req, ctx) => {
+      starts.push(ctx.startedAt)
+      return upstream.handler(req, ctx)
+    })
+    const first = track(h(1, callCtx(clock)))
+    const waiter = track(h(2, callCtx(clock)))
+    await clock.advance(40)
+    upstream.answer(1)
+    await clock.flush()
+    upstream.answer(2)
+    await clock.flush()
+    expect([first.value, waiter.value]).toEqual([1, 2])
+    // The stages inside (attempt timeout, breaker) time the waiter from its grant, not its arrival.
+    expect(starts).toEqual([0, 40])
+  })
+
   it('releases a permit exactly once when a call both rejects and is cancelled', async () => {
     const clock = testClock()
     let inflight = 0

@@ -134,7 +134,7 @@ export function bulkhead<Req, Res>(options: BulkheadOptions = {}): Middleware<Re
 
   function admitMeasured(lim: Limiter, next: Handler<Req, Res>, req: Req, ctx: Context): Promise<Res> {
     const { clock } = ctx
-    const start = clock.now()
+    const start = ctx.startedAt
     const admittedWith = inflight
     let inner: Promise<Res>
     try {
@@ -176,7 +176,8 @@ export function bulkhead<Req, Res>(options: BulkheadOptions = {}): Middleware<Re
       w.state = GRANTED
       if (w.timer !== undefined) w.ctx.clock.clearTimer(w.timer)
       w.unlink()
-      w.resolve(admit(w.next, w.req, w.ctx))
+      // It waited: the stages inside time the call from now.
+      w.resolve(admit(w.next, w.req, w.ctx.restarted()))
     }
   }
 

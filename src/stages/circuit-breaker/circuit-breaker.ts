@@ -37,7 +37,7 @@ export function circuitBreaker<Req, Res>(
   return (next: Handler<Req, Res>) =>
     function circuitBreakerStage(req, ctx) {
       const clock = ctx.clock
-      const start = clock.now()
+      const start = ctx.startedAt
       const permit = breaker.tryAcquire(start)
       if (permit === Permit.Denied)
         return Promise.reject(new CircuitOpenError(service, breaker.retryAt(start)))

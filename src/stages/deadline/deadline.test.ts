@@ -18,12 +18,17 @@ function recorder() {
 }
 
 describe('deadline', () => {
-  it('sets the deadline timeout ms from when the call enters', async () => {
+  it('sets the deadline timeout ms from when the call started, without reading the clock', async () => {
     const { clock, ctx } = fixture()
     await clock.advance(10)
     const { handler, deadlines } = recorder()
-    await chain([deadline({ timeout: 500 })], handler)({}, ctx)
+    const h = chain([deadline({ timeout: 500 })], handler)
+    await h({}, ctx.restarted())
     expect(deadlines).toEqual([510])
+    // The start is the context's: one read per call, by whoever started it (Mesh.invoke).
+    await clock.advance(20)
+    await h({}, ctx)
+    expect(deadlines).toEqual([510, 500])
   })
 
   it('inherits an earlier deadline from the enclosing scope', async () => {
@@ -67,7 +72,7 @@ describe('deadline', () => {
     await clock.advance(250)
     expect(await settled).toMatchObject({ code: 'TIMEOUT', scope: 'call', timeout: 250 })
 
-    const late = runWithDeadline(0, () => h({}, ctx), clock).catch((e: unknown) => e)
+    const late = runWithDeadline(0, () => h({}, ctx.restarted()), clock).catch((e: unknown) => e)
     expect(await late).toBeInstanceOf(TimeoutError)
     expect(started).toBe(1)
     expect(clock.pendingTimers).toBe(0)

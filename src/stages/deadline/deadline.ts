@@ -19,7 +19,7 @@ export interface DeadlineOptions {
 }
 
 /**
- * Limits the whole call to `timeout` ms from when it enters this stage. The earliest of three
+ * Limits the whole call to `timeout` ms from when it started (`ctx.startedAt`: no clock read). The earliest of three
  * wins: this timeout, an outer deadline already on the context, and the deadline inherited from
  * the enclosing `runWithDeadline` scope (translated onto `ctx.clock`). Rejections come from the
  * attempt timeout (`TimeoutError` with scope `call`), which also refuses to start an attempt
@@ -32,7 +32,7 @@ export function deadline<Req, Res>(options: DeadlineOptions): Middleware<Req, Re
     function deadlineStage(req, ctx) {
       let d = inheritedDeadline(ctx.clock)
       if (timeout !== Number.POSITIVE_INFINITY) {
-        const own = ctx.clock.now() + timeout
+        const own = ctx.startedAt + timeout
         if (own < d) d = own
       }
       return next(req, d < ctx.deadline ? ctx.withDeadline(d) : ctx)

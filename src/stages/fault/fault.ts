@@ -50,6 +50,8 @@ export function fault<Req, Res>(options: FaultOptions<Req, Res>): Middleware<Req
           throw new TimeoutError('call', Math.max(0, left))
         }
         await ctx.clock.sleep(delayMs, ctx.cancel)
+        // It waited: the stages inside time the call (or the attempt) from now.
+        ctx = ctx.restarted()
       }
       const abortStatus = fromHeader?.abort ?? abort?.status
       const abortPercent =

@@ -10,19 +10,21 @@ const replayable: FakeReq = { replayable: true }
 
 function scripted(statuses: Array<number | Error>) {
   const seen: Array<{ at: number; attempt: number }> = []
+  const starts: number[] = []
   const handler = async (_req: FakeReq, ctx: Context): Promise<FakeRes> => {
     seen.push({ at: ctx.clock.now(), attempt: ctx.attempt })
+    starts.push(ctx.startedAt)
     const next = statuses.shift() ?? 200
     if (next instanceof Error) throw next
     return { status: next }
   }
-  return { handler, seen }
+  return { handler, seen, starts }
 }
 
 describe('retry', () => {
   it('retries retryable outcomes after the backoff, with a new context per attempt', async () => {
     const { clock, ctx } = fixture()
-    const { handler, seen } = scripted([503, new Error('reset'), 200])
+    const { handler, seen, starts } = scripted([503, new Error('reset'), 200])
     const h = chain(
       [retry({ attempts: 3, backoff: constantBackoff(100), classify: classifyFake, protocol: fakeProtocol })],
       handler,
@@ -35,6 +37,8 @@ describe('retry', () => {
       { at: 100, attempt: 1 },
       { at: 200, attempt: 2 },
     ])
+    // Each attempt starts after its backoff: the attempt timeout inside times it from there.
+    expect(starts).toEqual([0, 100, 200])
   })
 
   it('returns the last outcome when attempts run out, and discards only the responses it drops', async () => {

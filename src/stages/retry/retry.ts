@@ -79,8 +79,9 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
         } else {
           delay = pushback
         }
-        if (ctx.clock.now() + delay >= ctx.deadline) return settle(outcome)
-        if (!budget.tryWithdraw(ctx.clock.now())) {
+        const now = ctx.clock.now()
+        if (now + delay >= ctx.deadline) return settle(outcome)
+        if (!budget.tryWithdraw(now)) {
           if (events?.has('retry-budget-exhausted'))
             events.emit('retry-budget-exhausted', { service, kind: 'retry' })
           if (outcome.ok) return outcome.value
@@ -109,7 +110,7 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
     }
 
     return function retryStage(req, ctx) {
-      budget.deposit(ctx.clock.now())
+      budget.deposit(ctx.startedAt)
       const attemptCtx = attempts > 1 ? ctx.with(ATTEMPTED, []) : ctx
       let sent: Promise<Res>
       try {

@@ -62,7 +62,7 @@ describe('timeout and deadline', () => {
       return 1
     })
     await clock.advance(50)
-    await expect(h({}, ctx.withDeadline(50))).rejects.toMatchObject({ code: 'TIMEOUT' })
+    await expect(h({}, ctx.withDeadline(50).restarted())).rejects.toMatchObject({ code: 'TIMEOUT' })
     expect(started).toBe(false)
   })
 

@@ -30,7 +30,7 @@ export function timeout<Req, Res>(options: TimeoutOptions = {}): Middleware<Req,
     function timeoutStage(req, ctx) {
       if (perTry === Number.POSITIVE_INFINITY && ctx.deadline === Number.POSITIVE_INFINITY)
         return next(req, ctx)
-      const now = ctx.clock.now()
+      const now = ctx.startedAt
       const attemptLimit = now + perTry
       const callBound = ctx.deadline <= attemptLimit
       const limit = callBound ? ctx.deadline : attemptLimit
