@@ -3,8 +3,8 @@
  * through the mesh, with every method signature, call object and event of grpc-js unchanged.
  *
  * How: a grpc-js client sends every call through its channel's `createCall`, below its
- * interceptors and (de)serialization. The returned Proxy hands the client's own methods a mesh
- * channel in place of its channel, so grpc-js still builds the call objects, runs the client's
+ * interceptors and (de)serialization. The returned object inherits from the client and hands
+ * the client's own methods a mesh channel in place of its channel, so grpc-js still builds the call objects, runs the client's
  * interceptors and serializes messages exactly as before; the mesh decides where each attempt
  * of the serialized call goes. Nothing else of the client changes, and `instanceof` holds.
  *
@@ -337,7 +337,8 @@ function serviceMethods(client: object): Record<string, unknown> | undefined {
  * Wraps a grpc-js client (made by `makeClientConstructor`, `loadPackageDefinition` or generated
  * code) so that its calls to the gRPC service named by its target go through `mesh`: routed,
  * balanced over the service's endpoints, retried and hedged after gRFC A6, given the service's
- * deadline, guarded by its breaker. The result is the same client (a Proxy over it): same type,
+ * deadline, guarded by its breaker. The result is the same client (an object that inherits from
+ * it and holds the mesh channel in its place): same type,
  * same methods and overloads (`(req, cb)`, `(req, metadata, cb)`, `(req, options, cb)`,
  * `(req, metadata, options, cb)`), same call objects and events, errors as grpc-js
  * `ServiceError`s (mesh failures carry `meshCode` and `cause`; see docs/grpc.md).
@@ -431,19 +432,21 @@ export function withMeshGrpc<C extends GrpcClientLike>(
     load: () => pt.pool.load(),
   })
 
+  // The wrapped client inherits from the client: every field and method is found on it, only the
+  // channel slot is its own. A Proxy would run a trap on each of the several property reads
+  // grpc-js makes per call.
+  const wrapped = Object.create(client) as C
+  Object.defineProperty(wrapped, slot, { value: channel, writable: true, configurable: true })
+  // Generated code that defines each method as an instance arrow function calling `super.method`
+  // binds `this` to the unwrapped client: the wrapper has the class's method instead.
   const methods = serviceMethods(client)
-  const wrapped = new Proxy(client, {
-    get(target, prop, receiver) {
-      if (prop === slot) return channel
-      const value: unknown = Reflect.get(target, prop, receiver)
-      // Generated code that defines each method as an instance arrow function calling
-      // `super.method` binds `this` to the unwrapped client: use the class's method instead.
-      if (typeof value === 'function' && methods !== undefined && Object.hasOwn(target, prop)) {
-        const own = methods[prop as string]
-        if (typeof own === 'function') return own
+  if (methods !== undefined) {
+    for (const key of Object.keys(client)) {
+      const own = methods[key]
+      if (typeof own === 'function' && typeof (client as Record<string, unknown>)[key] === 'function') {
+        Object.defineProperty(wrapped, key, { value: own, writable: true, configurable: true })
       }
-      return value
-    },
-  })
+    }
+  }
   return wrapped
 }
