@@ -85,8 +85,20 @@ const ns = (r: RunResult, id: string) => r.inProcess.find((x) => x.id === id)?.n
 const bytes = (r: RunResult, id: string) => r.inProcess.find((x) => x.id === id)?.bytes ?? Number.NaN
 const loop = (rows: readonly LoopResult[], client: string, c: number) =>
   rows.find((x) => x.client === client && x.concurrency === c)
-const rpsRatio = (rows: readonly LoopResult[], client: string, base: string, c: number) =>
+/** `client`'s req/s over `base`'s with every round's calls pooled (calls over measured time). */
+const pooledRatio = (rows: readonly LoopResult[], client: string, base: string, c: number) =>
   (loop(rows, client, c)?.rps ?? Number.NaN) / (loop(rows, base, c)?.rps ?? Number.NaN)
+/**
+ * `client`'s req/s over `base`'s in one run: the median, over rounds, of the two clients' ratio
+ * within a round (where they ran back to back), so that a burst of load on the machine that hits
+ * one client's slice moves one round's ratio, not the run's. Pooled when the run kept no rounds.
+ */
+const rpsRatio = (rows: readonly LoopResult[], client: string, base: string, c: number) => {
+  const m = loop(rows, client, c)?.roundRps ?? []
+  const b = loop(rows, base, c)?.roundRps ?? []
+  if (m.length === 0 || m.length !== b.length) return pooledRatio(rows, client, base, c)
+  return medianOf(m.map((v, i) => v / b[i]!))
+}
 const addedP50 = (r: RunResult) =>
   (loop(r.http, 'meshlet', 1)?.p50 ?? Number.NaN) - (loop(r.http, 'fetch', 1)?.p50 ?? Number.NaN)
 
@@ -429,7 +441,7 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     const clients = [...new Set(rows.map((x) => x.client))]
     const cs = [...new Set(rows.map((x) => x.concurrency))]
     return table(
-      ['client', ...cs.flatMap((c) => [`C=${c} req/s`, `x ${base}`, 'p50 us', 'p99 us'])],
+      ['client', ...cs.flatMap((c) => [`C=${c} req/s`, `x ${base}`, 'pooled', 'p50 us', 'p99 us'])],
       clients.map((client) => [
         client,
         ...cs.flatMap((c) => {
@@ -437,6 +449,7 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
           return [
             int(x?.rps ?? Number.NaN),
             fixed(rpsRatio(rows, client, base, c), 3),
+            fixed(pooledRatio(rows, client, base, c), 3),
             int(x?.p50 ?? Number.NaN),
             int(x?.p99 ?? Number.NaN),
           ]
@@ -454,7 +467,8 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     'call and pass its deadline on; `meshlet` is `withMesh(fetch)` with the default stack;',
     '`undici` is `request` of the npm package on its own `Pool`; `cockatiel` is its wrap around',
     'fetch (with its signal). Measured time is cut into rounds; each round runs every client in',
-    'rotated order.',
+    'rotated order. `x fetch` is the median over rounds of the ratio within each round (the',
+    "targets' figure); `pooled` is calls over measured time of every round together.",
     '',
   )
   for (const r of runs) {

@@ -39,7 +39,7 @@ const settings: Settings = smoke
       timeMs: Number(process.env['BENCH_TIME_MS'] ?? 1000),
       warmupMs: 250,
       loopMs: 5000,
-      rounds: 10,
+      rounds: 25,
       loopWarmupMs: 500,
       endpoints: 10_000,
       services: 10_000,
