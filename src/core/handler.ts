@@ -69,3 +69,21 @@ function guardNext<Req, Res>(handler: Handler<Req, Res>, name: string): Handler<
     return handler(req, ctx)
   }
 }
+
+const SETTLES_ON_CANCEL = Symbol.for('meshlet.settlesOnCancel')
+
+/**
+ * Marks `handler` as one that rejects with the cancellation's reason as soon as its context's
+ * `cancel` aborts (meshlet's fetch and gRPC transports do), so that the attempt timeout around it
+ * can reject through the handler's own promise instead of racing it with one of its own.
+ * @internal
+ */
+export function settlesOnCancel<Req, Res>(handler: Handler<Req, Res>): Handler<Req, Res> {
+  ;(handler as unknown as Record<symbol, boolean>)[SETTLES_ON_CANCEL] = true
+  return handler
+}
+
+/** Whether `handler` was marked with {@link settlesOnCancel}. @internal */
+export function isSettlingOnCancel(handler: Handler<unknown, unknown>): boolean {
+  return (handler as unknown as Record<symbol, boolean | undefined>)[SETTLES_ON_CANCEL] === true
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { Cancellation } from '../../core/cancel.js'
 import { Context } from '../../core/context.js'
+import { isSettlingOnCancel } from '../../core/handler.js'
 import { seededRandom } from '../../core/random.js'
 import { ENDPOINT, Endpoint } from '../../stages/balancer/endpoint.js'
 import { DEADLINE_HEADER } from '../../stages/deadline/propagation.js'
@@ -130,6 +131,19 @@ describe('fetchTransport: closing a request through its dispatcher', () => {
     expect(t.calls[1]!.options.headers).toEqual({ accept: '*/*', [DEADLINE_HEADER]: '500' })
     fake.pending[1]!.answer(new Response('ok'))
     expect(await (await done).text()).toBe('ok')
+  })
+
+  it('rejects at the cancellation even when the fetch function ignores its signal (a stub)', async () => {
+    const deaf = (() => new Promise<Response>(() => {})) as unknown as typeof fetch
+    const transport = fetchTransport(deaf)
+    const { ctx, cancel } = context()
+    const attempt = transport(toHttpRequest('c', '/x', 'http://c/x', undefined), ctx).catch((e: unknown) => e)
+    const reason = new Error('deadline')
+    cancel.abort(reason)
+    expect(await attempt).toBe(reason)
+    expect(cancel.listenerCount).toBe(0)
+    // So the attempt timeout may rely on it: meshlet's transports are marked as settling on cancel.
+    expect(isSettlingOnCancel(transport as never)).toBe(true)
   })
 
   it('keeps a signal per attempt for a fetch that never calls the dispatcher', async () => {

@@ -17,7 +17,7 @@
  * response's body on the caller's abort exactly as bare fetch does.
  */
 import type { Context } from '../../core/context.js'
-import type { Handler } from '../../core/handler.js'
+import { type Handler, settlesOnCancel } from '../../core/handler.js'
 import { ENDPOINT } from '../../stages/balancer/endpoint.js'
 import { DEADLINE_HEADER } from '../../stages/deadline/propagation.js'
 import type { HttpRequest } from './request.js'
@@ -339,7 +339,8 @@ type DispatchInit = RequestInit & { dispatcher?: unknown }
  */
 export function fetchTransport(fetchFn: typeof fetch): Handler<HttpRequest, Response> {
   const traits: FetchTraits = { dispatches: undefined }
-  return function fetchAttempt(req, ctx) {
+  // Every path below rejects with the reason as soon as the attempt is cancelled.
+  return settlesOnCancel(function fetchAttempt(req, ctx) {
     const endpoint = ctx.get(ENDPOINT)
     if (endpoint === undefined)
       return Promise.reject(new Error('meshlet: no endpoint chosen for this attempt'))
@@ -351,7 +352,7 @@ export function fetchTransport(fetchFn: typeof fetch): Handler<HttpRequest, Resp
     if (traits.dispatches === true && req.signal === undefined)
       return viaDispatcher(fetchFn, url, req, ctx, header, traits)
     return viaSignal(fetchFn, url, req, ctx, header, traits)
-  }
+  })
 }
 
 const ignore = () => {}
@@ -440,6 +441,17 @@ function settledOnCancel(
 }
 
 /**
+ * Makes the caller's signal abort `controller`. Its own scope, so that the listener, which lives
+ * as long as the response, holds the controller and nothing of the attempt (a closure made beside
+ * the attempt's `resolve` would keep the response, and so the listener, alive for good).
+ */
+function linkCaller(signal: AbortSignal, controller: AbortController): CallerLink {
+  const link = { signal, listener: () => controller.abort(signal.reason) }
+  signal.addEventListener('abort', link.listener, { once: true })
+  return link
+}
+
+/**
  * An attempt closed through an `AbortSignal` of its own, linked to the caller's signal when it
  * gave one. While the transport does not yet know whether `fetchFn` honours dispatchers, it also
  * passes one that notes being called; once it knows, the deadline header goes through one.
@@ -470,32 +482,40 @@ function viaSignal(
       init.dispatcher = probe
     }
   }
-  const unlink = ctx.cancel.onAbort((reason) => controller.abort(reason))
-  const signal = req.signal
-  let link: CallerLink | undefined
-  if (signal !== undefined) {
-    link = { signal, listener: () => controller.abort(signal.reason) }
-    signal.addEventListener('abort', link.listener, { once: true })
-  }
-  return send(fetchFn, url, init).then(
-    (res) => {
-      unlink()
-      // An answer that never went through the dispatcher: this fetch does not (always) use one.
-      if (probe !== undefined && !probe.dispatched) traits.dispatches = false
-      if (link !== undefined) {
-        if (res.body === null) {
-          unlinkCaller(link)
-        } else {
-          links.set(res, link)
-          finalizer.register(res, link, link)
+  // Rejects at the cancellation itself, not when fetch does: a fetch function that ignores its
+  // signal (a stub) must not hold the attempt past its deadline.
+  return new Promise<Response>((resolve, reject) => {
+    const unlink = ctx.cancel.onAbort((reason) => {
+      controller.abort(reason)
+      reject(reason)
+    })
+    const link = req.signal === undefined ? undefined : linkCaller(req.signal, controller)
+    send(fetchFn, url, init).then(
+      (res) => {
+        unlink()
+        // An answer that never went through the dispatcher: this fetch does not (always) use one.
+        if (probe !== undefined && !probe.dispatched) traits.dispatches = false
+        if (controller.signal.aborted) {
+          // Cancelled while the answer was on its way: the attempt has already rejected.
+          if (link !== undefined) unlinkCaller(link)
+          res.body?.cancel().catch(ignore)
+          return
         }
-      }
-      return res
-    },
-    (error: unknown) => {
-      unlink()
-      if (link !== undefined) unlinkCaller(link)
-      throw error
-    },
-  )
+        if (link !== undefined) {
+          if (res.body === null) {
+            unlinkCaller(link)
+          } else {
+            links.set(res, link)
+            finalizer.register(res, link, link)
+          }
+        }
+        resolve(res)
+      },
+      (error: unknown) => {
+        unlink()
+        if (link !== undefined) unlinkCaller(link)
+        reject(error)
+      },
+    )
+  })
 }

@@ -24,7 +24,7 @@
  * deadline as before: a committed stream runs past the pipeline, so only grpc-js can end it.
  */
 import type { Context } from '../../core/context.js'
-import type { Handler } from '../../core/handler.js'
+import { type Handler, settlesOnCancel } from '../../core/handler.js'
 import { ENDPOINT } from '../../stages/balancer/endpoint.js'
 import type { GrpcChannelEntry, GrpcChannelPool } from './channels.js'
 import type {
@@ -88,7 +88,8 @@ export function grpcTransport(
   options: GrpcTransportOptions = {},
 ): Handler<GrpcRequest, GrpcResponse> {
   const deadlineAsMetadata = options.deadlineAsMetadata ?? true
-  return function grpcAttempt(req, ctx) {
+  // An attempt rejects with the reason as soon as it is cancelled (`AttemptListener.abort`).
+  return settlesOnCancel(function grpcAttempt(req, ctx) {
     const endpoint = ctx.get(ENDPOINT)
     if (endpoint === undefined)
       return Promise.reject(new Error('meshlet: no endpoint chosen for this attempt'))
@@ -100,14 +101,24 @@ export function grpcTransport(
       return Promise.reject(error)
     }
     if (taken instanceof Promise) {
-      return taken.then((entry) => {
-        if (!ctx.cancel.aborted) return attempt(pool, entry, req, ctx, deadlineAsMetadata)
-        pool.release(entry)
-        throw ctx.cancel.reason
+      // grpc-js is still loading (the first call): a cancellation rejects at once all the same.
+      return new Promise<GrpcResponse>((resolve, reject) => {
+        const off = ctx.cancel.onAbort(reject)
+        taken.then(
+          (entry) => {
+            off()
+            if (ctx.cancel.aborted) pool.release(entry)
+            else attempt(pool, entry, req, ctx, deadlineAsMetadata).then(resolve, reject)
+          },
+          (error: unknown) => {
+            off()
+            reject(error)
+          },
+        )
       })
     }
     return attempt(pool, taken, req, ctx, deadlineAsMetadata)
-  }
+  })
 }
 
 /** The write context of the one request message of an attempt (grpc-js only reads it). */

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import type { Context } from '../../core/context.js'
 import { TimeoutError } from '../../core/errors.js'
-import { chain } from '../../core/handler.js'
+import { Events } from '../../core/events.js'
+import { chain, settlesOnCancel } from '../../core/handler.js'
 import { deadline } from '../deadline/deadline.js'
 import { fixture } from '../test-kit.js'
 import { timeout } from './timeout.js'
@@ -18,6 +19,59 @@ function stalled() {
     })
   return { handler, cancelledAt }
 }
+
+describe('timeout around a transport that settles on cancel (one promise per attempt)', () => {
+  it('rejects with TIMEOUT through the transport, scope call or attempt, and leaves nothing behind', async () => {
+    for (const [perTryTimeout, scope, at] of [
+      [0, 'call', 2000],
+      [300, 'attempt', 300],
+    ] as const) {
+      const { clock, ctx, cancel } = fixture()
+      const { handler, cancelledAt } = stalled()
+      const timeouts: unknown[] = []
+      const events = new Events()
+      events.on('timeout', (e) => timeouts.push(e))
+      const h = chain(
+        [deadline({ timeout: 2000 }), timeout({ perTryTimeout, service: 'users', events })],
+        settlesOnCancel(handler),
+      )
+      const settled = h({}, ctx).catch((e: unknown) => e)
+      await clock.advance(at - 1)
+      expect(cancelledAt).toEqual([])
+      await clock.advance(1)
+      const error = await settled
+      expect(error).toBeInstanceOf(TimeoutError)
+      expect(error).toMatchObject({ code: 'TIMEOUT', scope, service: 'users' })
+      expect(cancelledAt).toEqual([at])
+      expect(timeouts).toEqual([{ service: 'users', scope, timeout: at }])
+      expect(clock.pendingTimers).toBe(0)
+      expect(cancel.listenerCount).toBe(0)
+      // A per-try limit cancels the attempt only; the call's deadline cancels the call.
+      expect(cancel.aborted).toBe(scope === 'call')
+    }
+  })
+
+  it('answers in time: clears its timer, releases its token, and an answer that lost the race is a TIMEOUT', async () => {
+    const { clock, ctx, cancel } = fixture()
+    const h = chain(
+      [timeout({ perTryTimeout: 100 })],
+      settlesOnCancel(async () => 'ok'),
+    )
+    expect(await h({}, ctx)).toBe('ok')
+    expect(clock.pendingTimers).toBe(0)
+    expect(cancel.listenerCount).toBe(0)
+    // A transport that answers after the expiry (it had its answer before it saw the abort).
+    let answer: (v: string) => void = () => {}
+    const late = chain(
+      [timeout({ perTryTimeout: 100 })],
+      settlesOnCancel(() => new Promise<string>((resolve) => (answer = resolve))),
+    )
+    const settled = late({}, ctx.restarted()).catch((e: unknown) => e)
+    await clock.advance(100)
+    answer('too late')
+    expect(await settled).toMatchObject({ code: 'TIMEOUT', scope: 'attempt' })
+  })
+})
 
 describe('timeout and deadline', () => {
   it('rejects a stalled call with TIMEOUT (scope call) at the deadline and cancels the attempt', async () => {
