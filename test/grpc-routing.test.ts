@@ -77,4 +77,42 @@ describe('gRPC routing', () => {
     expect(error?.code).toBe(grpc.status.UNAVAILABLE)
     expect(error?.details).toBe('fault filter abort')
   })
+
+  it('a target naming no service passes through when no route takes the call, unless the mesh is strict', async () => {
+    const own = await startGrpcServer({}, { name: 'own' })
+    const v2 = await startGrpcServer({}, { name: 'v2' })
+    cleanup.push(
+      () => own.close(),
+      () => v2.close(),
+    )
+    const config = (strict: boolean): MeshConfig => ({
+      strict,
+      services: {
+        echo: { protocol: 'grpc', endpoints: [{ url: v2.address, labels: { version: 'v2' } }] },
+      },
+      routes: [{ match: [{ headers: { 'x-canary': { exact: 'on' } } }], route: [{ service: 'echo' }] }],
+    })
+    const canary = new grpc.Metadata()
+    canary.set('x-canary', 'on')
+    for (const strict of [false, true]) {
+      const mesh = createMesh(config(strict))
+      // The target is an address, which names no service of the config.
+      const c = withMesh(new EchoClient(own.address, grpc.credentials.createInsecure()) as AnyClient, mesh)
+      cleanup.push(
+        () => mesh.close({ force: true }),
+        () => c.close(),
+      )
+      // A route that matches the metadata still takes the call.
+      expect((await unary(c, 'a', canary)).reply?.server).toBe('v2')
+      const plain = await unary(c, 'b')
+      if (strict) {
+        expect(plain.error?.code).toBe(grpc.status.UNAVAILABLE)
+        expect(plain.error).toMatchObject({ meshCode: 'UNKNOWN_SERVICE' })
+      } else {
+        // No route matched: the client's own channel, untouched.
+        expect(plain.reply?.server).toBe('own')
+        expect(plain.reply?.text).toBe('b')
+      }
+    }
+  })
 })

@@ -267,9 +267,12 @@ class GrpcRouteView implements RouteView {
   }
 }
 
+/** The router's answer for one call. */
+type RouteDecision = NonNullable<ReturnType<Snapshot['router']['route']>>
+
 /**
- * Where a gRPC call goes: the first matching route's destination (routes see the full method
- * name and the metadata), else the service its target names. `undefined` when that is no gRPC
+ * Where a gRPC call goes: the first matching route's destination (`routed`, when it was chosen
+ * at the call's start; routes see the full method name and the metadata), else the service its target names. `undefined` when that is no gRPC
  * service of the snapshot.
  */
 function destinationOf(
@@ -278,11 +281,12 @@ function destinationOf(
   call: MeshCall,
   m: Mesh,
   pt: PoolTransport,
+  routed?: RouteDecision,
 ): Destination | undefined {
   const own = snapshot.services.get(service)
   if (!snapshot.router.empty) {
-    const view = new GrpcRouteView(service, call.path, call.metadata)
-    const decision = snapshot.router.route(view, m.random)
+    const decision =
+      routed ?? snapshot.router.route(new GrpcRouteView(service, call.path, call.metadata), m.random)
     if (decision !== undefined) {
       const { destination, route, index } = decision
       const dest = snapshot.destinations.get(destinationKey(destination.service, destination.subset))
@@ -394,7 +398,7 @@ export function withMeshGrpc<C extends GrpcClientLike>(
           pt.own.set(target, dest)
         }
       } else {
-        dest = destinationOf(snapshot, target, call, m, pt)
+        dest = destinationOf(snapshot, target, call, m, pt, call.routed as RouteDecision | undefined)
       }
       if (dest === undefined) return Promise.reject(new UnknownServiceError(target))
       const req: GrpcRequest = {
@@ -405,6 +409,21 @@ export function withMeshGrpc<C extends GrpcClientLike>(
         io: call,
       }
       return m.invoke(dest.handler, req, undefined)
+    },
+    bypass(call, scope) {
+      // Only a target that names no gRPC service of a mesh with routes gets here undecided: a
+      // route may still take the call (it reads the metadata, known now); if none does, the call
+      // goes to the client's own channel, as it would with no routes, unless the mesh is strict.
+      const snapshot = scope as Snapshot
+      if (snapshot.strict || snapshot.router.empty || service === undefined) return undefined
+      const own = snapshot.services.get(service)
+      if (own !== undefined && own.config.protocol === 'grpc') return undefined
+      const decision = snapshot.router.route(new GrpcRouteView(service, call.path, call.metadata), m.random)
+      if (decision !== undefined) {
+        call.routed = decision
+        return undefined
+      }
+      return original.createCall(call.path, call.deadline, call.host, call.parent, call.propagateFlags)
     },
   }
 

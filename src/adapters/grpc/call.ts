@@ -32,6 +32,13 @@ export interface MeshCallSite {
    * The pipeline hands the call its cancellation with {@link MeshCall.bindCancel}.
    */
   invoke(call: MeshCall, scope: unknown): Promise<GrpcResponse>
+  /**
+   * Called at `start`, once the metadata is known: a call on the client's own channel when this
+   * call is to pass the mesh by after all (no route matched a target that names no service, in a
+   * mesh that is not strict), else `undefined`. The site may leave what it decided on the call
+   * ({@link MeshCall.routed}) for {@link invoke}.
+   */
+  bypass?(call: MeshCall, scope: unknown): GrpcRawCall | undefined
 }
 
 /** The reason a caller's cancellation carries through the pipeline (`AbortError`: classified `ignored`). */
@@ -74,6 +81,10 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   #cancel: Cancellation | undefined = undefined
   /** The answer the call ended with (its peer is read from it only when asked for). */
   #response: GrpcResponse | undefined = undefined
+  /** Whether the call went to the client's own channel at `start` (see {@link MeshCallSite.bypass}). */
+  #bypassed = false
+  /** What the site decided at `start` (the route), for its `invoke`; the site's own value. */
+  routed: unknown = undefined
 
   constructor(
     site: MeshCallSite,
@@ -128,10 +139,24 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   start(metadata: GrpcMetadata, listener: GrpcCallListener): void {
     this.#metadata = metadata
     this.#listener = listener
+    const raw = this.#site.bypass?.(this, this.#scope)
+    if (raw !== undefined) {
+      // From here on a plain pass-through to a call of the client's own channel.
+      this.#bypassed = true
+      this.#committed = true
+      this.#raw = raw
+      if (this.#credentials !== undefined) raw.setCredentials(this.#credentials)
+      raw.start(metadata, listener)
+      return
+    }
     if (!this.#unaryRequest) this.#begin()
   }
 
   sendMessageWithContext(context: GrpcMessageContext, message: Buffer): void {
+    if (this.#bypassed) {
+      this.#raw!.sendMessageWithContext(context, message)
+      return
+    }
     if (this.#done) {
       context.callback?.()
       return
@@ -147,7 +172,8 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   }
 
   halfClose(): void {
-    if (this.#unaryRequest) this.#begin()
+    if (this.#bypassed) this.#raw!.halfClose()
+    else if (this.#unaryRequest) this.#begin()
     else if (this.#raw) this.#raw.halfClose()
     else this.#enqueue(HALF_CLOSE)
   }
@@ -159,6 +185,10 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   }
 
   startRead(): void {
+    if (this.#bypassed) {
+      this.#raw!.startRead()
+      return
+    }
     // A unary call's attempt reads its one message itself.
     if (this.kind === 'unary') return
     this.#readPending = true
