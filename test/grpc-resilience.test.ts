@@ -289,6 +289,23 @@ describe('deadlines and cancellation', () => {
     await s.waitForCancelled(1)
   })
 
+  it('close({ force: true }) ends a committed stream upstream; a graceful close does not wait for one', async () => {
+    const s = await server({ ServerStream: (call) => call.write({ text: 'first', index: 0, server: 's' }) })
+    const { c, m } = client(grpcService([s.address]))
+    const stream: grpc.ClientReadableStream<EchoReply> = c.ServerStream({ text: 't', count: 1 })
+    const first = await new Promise<EchoReply>((resolve) => stream.once('data', resolve))
+    expect(first.text).toBe('first')
+    const error = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve))
+    // The stream outlives its call's pipeline: the mesh has no call in flight, and close() returns.
+    expect(m.inflight).toBe(0)
+    await m.close()
+    await m.close({ force: true })
+    const e = await error
+    expect(e.code).toBe(grpc.status.UNAVAILABLE)
+    expect(e.details).toMatch(/closed/)
+    await s.waitForCancelled(1)
+  })
+
   it('a bidi stream runs to its end past no deadline of its own, and closes upstream on cancel', async () => {
     const s = await server()
     const { c } = client(grpcService([s.address]))

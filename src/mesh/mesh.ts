@@ -77,6 +77,10 @@ export class Mesh {
   // on Node 20 (identity hash plus a table that grows and shrinks around one entry).
   readonly #inflight = new InflightCall()
   #inflightCount = 0
+  // Work that outlives its call's pipeline (committed gRPC streams): not waited for, but a forced
+  // close aborts it too.
+  readonly #held = new InflightCall()
+  #forced = false
   #closed = false
   #closing: Promise<void> | undefined
   #closed2 = false
@@ -172,7 +176,8 @@ export class Mesh {
 
   /**
    * Stops taking calls (new ones reject with code `MESH_CLOSED`), waits for the calls in flight
-   * (or cancels them with `force`), then releases everything the mesh holds.
+   * (or cancels them with `force`), then releases everything the mesh holds. A committed gRPC
+   * stream, which runs past its call's stack, is not waited for; `force` ends it too.
    */
   close(options: CloseOptions = {}): Promise<void> {
     this.#closed = true
@@ -181,8 +186,11 @@ export class Mesh {
     closeState(this.#pool)
     this.#discovery.close()
     if (options.force) {
+      this.#forced = true
       const calls: InflightCall[] = []
-      for (let c = this.#inflight.next; c !== this.#inflight; c = c.next) calls.push(c)
+      for (const head of [this.#inflight, this.#held]) {
+        for (let c = head.next; c !== head; c = c.next) calls.push(c)
+      }
       for (const c of calls) c.abort(new MeshClosedError())
     }
     this.#closing ??= (async () => {
@@ -261,6 +269,35 @@ export class Mesh {
         },
       )
     })
+  }
+
+  /**
+   * @internal A token for work that outlives its call's pipeline (a committed gRPC stream,
+   * whose messages flow after the call's stack has settled): `close({ force: true })` aborts it,
+   * at once when that already happened; {@link release} forgets it when the work ends. A
+   * graceful close does not wait for it.
+   */
+  hold(): Cancellation {
+    const token = new InflightCall()
+    if (this.#forced) {
+      token.abort(new MeshClosedError())
+      return token
+    }
+    const head = this.#held
+    token.prev = head
+    token.next = head.next
+    head.next.prev = token
+    head.next = token
+    return token
+  }
+
+  /** @internal Forgets a token of {@link hold}. */
+  release(token: Cancellation): void {
+    const t = token as InflightCall
+    t.prev.next = t.next
+    t.next.prev = t.prev
+    t.prev = t
+    t.next = t
   }
 
   /** A call has settled: it leaves the in-flight set, and a draining `close` may finish. */

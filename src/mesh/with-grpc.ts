@@ -410,6 +410,14 @@ export function withMeshGrpc<C extends GrpcClientLike>(
       }
       return m.invoke(dest.handler, req, undefined)
     },
+    committed(_call, cancel) {
+      const token = m.hold()
+      const off = token.onAbort(cancel)
+      return () => {
+        off()
+        m.release(token)
+      }
+    },
     bypass(call, scope) {
       // Only a target that names no gRPC service of a mesh with routes gets here undecided: a
       // route may still take the call (it reads the metadata, known now); if none does, the call

@@ -39,6 +39,12 @@ export interface MeshCallSite {
    * ({@link MeshCall.routed}) for {@link invoke}.
    */
   bypass?(call: MeshCall, scope: unknown): GrpcRawCall | undefined
+  /**
+   * Called when a streaming call commits (its stream now runs outside the pipeline, until its
+   * status): `cancel(reason)` ends it with the reason's status (the mesh calls it on a forced
+   * close). Returns what to call when the stream has ended.
+   */
+  committed?(call: MeshCall, cancel: (reason: unknown) => void): () => void
 }
 
 /** The reason a caller's cancellation carries through the pipeline (`AbortError`: classified `ignored`). */
@@ -85,6 +91,8 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   #bypassed = false
   /** What the site decided at `start` (the route), for its `invoke`; the site's own value. */
   routed: unknown = undefined
+  /** Ends the hold of a committed stream (see {@link MeshCallSite.committed}). */
+  #unhold: (() => void) | undefined = undefined
 
   constructor(
     site: MeshCallSite,
@@ -264,6 +272,8 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   deliverStatus(status: GrpcStatusObject): void {
     if (this.#done) return
     this.#done = true
+    this.#unhold?.()
+    this.#unhold = undefined
     this.#releaseWrites()
     this.#listener?.onReceiveStatus(status)
   }
@@ -281,9 +291,13 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   #finish(res: GrpcResponse): void {
     if (this.#done) return
     this.#response = res
-    // A committed stream reports its own status through deliverStatus.
+    // A committed stream reports its own status through deliverStatus; until then the mesh
+    // holds it, so that a forced close ends it.
     const status = res.status
-    if (status === undefined) return
+    if (status === undefined) {
+      this.#unhold = this.#site.committed?.(this, (reason) => this.#end(reason))
+      return
+    }
     this.#done = true
     this.#releaseWrites()
     const listener = this.#listener!
@@ -295,6 +309,12 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
     } catch (error) {
       rethrow(error)
     }
+  }
+
+  /** Ends a committed stream with `reason`'s status (the stream then reports it as its own). */
+  #end(reason: unknown): void {
+    const s = statusOfError(reason)
+    this.#raw?.cancelWithStatus(s.code, s.details)
   }
 
   #fail(error: unknown): void {
