@@ -222,6 +222,25 @@ describe('deadlines and cancellation', () => {
     expect(left).toBeLessThanOrEqual(3000)
   })
 
+  it('with propagateDeadline false, tells the server no deadline yet still ends the call at its own', async () => {
+    const deadlines: unknown[] = []
+    const s = await server({
+      Unary: (call, cb) => {
+        deadlines.push(call.getDeadline())
+        if (call.request.text !== 'stall') cb(null, { text: 'ok', index: 0, server: 's' })
+      },
+    })
+    const clock = new ManualClock({ wallStart: Date.now() })
+    const { c } = client(grpcService([s.address], { timeout: '300ms', propagateDeadline: false }), { clock })
+    expect((await call(c)).error).toBeUndefined()
+    expect(deadlines).toEqual([Number.POSITIVE_INFINITY])
+    const stalled = call(c, 'stall')
+    await until(() => s.calls === 2)
+    await clock.advance(300)
+    expect((await stalled).error?.code).toBe(grpc.status.DEADLINE_EXCEEDED)
+    await s.waitForCancelled(1)
+  })
+
   it("keeps the caller's metadata free of the deadline it sends, and reports the endpoint as the peer", async () => {
     const seen: string[] = []
     const s = await server({

@@ -407,6 +407,7 @@ export function withMeshGrpc<C extends GrpcClientLike>(
         kind: call.kind,
         metadata: call.metadata,
         io: call,
+        propagateDeadline: dest.svc.config.propagateDeadline,
       }
       return m.invoke(dest.handler, req, undefined)
     },

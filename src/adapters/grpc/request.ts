@@ -58,6 +58,11 @@ export interface GrpcRequest {
   readonly metadata: GrpcMetadata
   /** @internal The caller's side of the call. */
   readonly io: GrpcCallIo
+  /**
+   * Whether a unary attempt sends `grpc-timeout` (the service's `propagateDeadline`; absent
+   * means `true`). Streaming attempts always send it: grpc-js enforces their deadline.
+   */
+  readonly propagateDeadline?: boolean
 }
 
 /** What one attempt produced. */

@@ -82,6 +82,10 @@ describe('grpcTimeout', () => {
   it('writes the time left as grpc-js does: rounded up, in the finest unit of 8 digits', () => {
     expect(grpcTimeout(1500)).toBe('1500m')
     expect(grpcTimeout(1.2)).toBe('2m')
+    // A whole number that float arithmetic left a hair above stays whole.
+    const start = 523_251.029_317_454_84
+    expect(start + 3000 - start).not.toBe(3000)
+    expect(grpcTimeout(start + 3000 - start)).toBe('3000m')
     expect(grpcTimeout(0)).toBe('0m')
     expect(grpcTimeout(-5)).toBe('0m')
     expect(grpcTimeout(99_999_999)).toBe('99999999m')

@@ -54,10 +54,12 @@ export const GRPC_TIMEOUT_KEY = 'grpc-timeout'
  */
 export function grpcTimeout(ms: number): string | undefined {
   const t = Math.max(ms, 0)
-  if (t < 1e8) return `${Math.ceil(t)}m`
-  if (t < 1e11) return `${Math.ceil(t / 1000)}S`
-  if (t < 6e12) return `${Math.ceil(t / 60_000)}M`
-  if (t < 3.6e14) return `${Math.ceil(t / 3_600_000)}H`
+  // Rounded up less a float's rounding error: `(start + 3000) - start` may be a hair above 3000.
+  const up = (x: number) => Math.ceil(x - 1e-6)
+  if (t < 1e8) return `${up(t)}m`
+  if (t < 1e11) return `${up(t / 1000)}S`
+  if (t < 6e12) return `${up(t / 60_000)}M`
+  if (t < 3.6e14) return `${up(t / 3_600_000)}H`
   return undefined
 }
 
@@ -144,12 +146,12 @@ function attempt(
       // `grpc-timeout` it would send). A streaming attempt outlives the pipeline once committed,
       // and a parent call may shorten the deadline (grpc-js takes the earlier): those keep
       // grpc-js's deadline.
+      // With `propagateDeadline: false` a unary attempt sends none: meshlet's timer alone ends it.
+      const own = deadlineAsMetadata && kind === 'unary' && io.parent == null
       const header =
-        deadlineAsMetadata && kind === 'unary' && io.parent == null
-          ? grpcTimeout(ctx.deadline - ctx.startedAt)
-          : undefined
-      if (header === undefined) deadline = grpcDeadline(ctx)
-      else {
+        own && req.propagateDeadline !== false ? grpcTimeout(ctx.deadline - ctx.startedAt) : undefined
+      if (!own || (header === undefined && req.propagateDeadline !== false)) deadline = grpcDeadline(ctx)
+      else if (header !== undefined) {
         if (metadata === io.metadata) metadata = metadata.clone()
         metadata.set(GRPC_TIMEOUT_KEY, header)
       }

@@ -557,11 +557,13 @@ const service = transform(
     /** A static response instead of chosen failures. Default none. */
     fallback: optional(fallback).describe('A static response instead of chosen failures. Default none.'),
     /**
-     * Whether the time left before the deadline travels to the upstream in the
-     * `x-meshlet-timeout-ms` header (gRPC sends `grpc-timeout`). Default `true`.
+     * Whether the time left before the deadline travels to the upstream: in the
+     * `x-meshlet-timeout-ms` header for HTTP, as `grpc-timeout` for gRPC unary calls (gRPC streams
+     * always send it, since grpc-js enforces their deadline). With `false` the client still ends
+     * the call at its deadline; the upstream just is not told. Default `true`.
      */
     propagateDeadline: optional(boolean(), true).describe(
-      'Whether the time left travels to the upstream in the x-meshlet-timeout-ms header.',
+      'Whether the time left travels to the upstream (x-meshlet-timeout-ms for HTTP, grpc-timeout for gRPC unary calls).',
     ),
   }),
   (s, issue) => {
