@@ -99,6 +99,15 @@ export class Context {
     )
   }
 
+  /**
+   * A root context for one call that starts now, with no deadline yet: {@link create} without
+   * the options object (what `Mesh.invoke` makes per call).
+   * @internal
+   */
+  static root(clock: Clock, random: Random, cancel: Cancellation, signal: AbortSignal | undefined): Context {
+    return new Context(clock, random, Number.POSITIVE_INFINITY, 0, cancel, signal, undefined, clock.now())
+  }
+
   /** The value stored under `key`, or the key's default. */
   get<T>(key: ContextKey<T>): T {
     for (let e = this.#values; e !== undefined; e = e.parent) {

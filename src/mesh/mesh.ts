@@ -223,7 +223,7 @@ export class Mesh {
     if (this.#closed) return Promise.reject(new MeshClosedError())
     if (signal?.aborted) return Promise.reject(signal.reason)
     const cancel = new InflightCall()
-    const ctx = Context.create({ clock: this.clock, random: this.random, cancel, signal })
+    const ctx = Context.root(this.clock, this.random, cancel, signal)
     // Link at the head of the list.
     const head = this.#inflight
     cancel.prev = head

@@ -99,6 +99,9 @@ export function isReplayableBody(body: unknown): boolean {
   )
 }
 
+/** The options of a call given none: shared and frozen, since nothing writes to a request's `init`. */
+const NO_INIT: RequestInit = Object.freeze({})
+
 /**
  * Builds the pipeline request for a call to `service` at `path`. A `Request` input is flattened
  * into fetch options so that every attempt can be sent to another origin; its body is a stream,
@@ -116,7 +119,7 @@ export function toHttpRequest(
   let signal: AbortSignal | undefined
   if (typeof input === 'string' || input instanceof URL) {
     if (init === undefined) {
-      options = {}
+      options = NO_INIT
     } else {
       signal = init.signal ?? undefined
       if (init.signal !== undefined) {
