@@ -499,7 +499,9 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
       '',
       loopTable(r.grpc, 'bare'),
       '',
-      `Errors: ${errors(r.grpc)}. meshlet / bare per round (min / median / max of ${r.grpc[0]?.roundRps?.length ?? 0}): ${roundSpread(r.grpc, 'bare')}.`,
+      `Errors: ${errors(r.grpc)}. meshlet / bare per round (min / median / max of ${r.grpc[0]?.roundRps?.length ?? 0}): ${roundSpread(r.grpc, 'bare')}. ` +
+        `meshlet / bare+deadline: C=1 ${fixed(rpsRatio(r.grpc, 'meshlet', 'bare+deadline', 1), 3)}x, C=64 ${fixed(rpsRatio(r.grpc, 'meshlet', 'bare+deadline', 64), 3)}x ` +
+        '(a deadline costs the server too: grpc-js parses `grpc-timeout` and arms a timer per call).',
       '',
     )
   }
@@ -575,7 +577,8 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     'across runs, machines or the two Node columns. Within a run, the in-process `+-%` column',
     '(margin of error of the mean) and the round-by-round loopback ratios above show the spread;',
     'a loopback ratio within a few percent of its target (2a, 2b: 0.97x; 3a, 3b: 0.95x) is inside',
-    'that spread, so a claim needs the median of three runs. The last full runs on this machine',
+    "that spread even as the median of a run's rounds, so a claim needs the median of three runs.",
+    'The last full runs on this machine',
     '(bench/results/history.jsonl; runs on different code differ by more than noise):',
     '',
     table(
