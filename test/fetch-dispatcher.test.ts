@@ -160,6 +160,30 @@ describe('withMesh(fetch): requests closed through the dispatcher', () => {
     await mesh.close()
   })
 
+  it('times out at the deadline even when a wrapper of fetch holds back its rejection', async () => {
+    const clock = new ManualClock()
+    const mesh = createMesh(config({ retry: { attempts: 1 } }), { clock, random: seededRandom(1) })
+    // A wrapper that sends through fetch (and so through the dispatcher), but on an error waits
+    // for something that never comes, as a wrapper retrying on its own timer would for a while.
+    const wrapper = (async (input: string | URL | Request, init?: Init) => {
+      try {
+        return await fetch(input, init)
+      } catch {
+        return new Promise<Response>(() => {})
+      }
+    }) as typeof fetch
+    const g = withMesh(wrapper, mesh)
+    await (await g('http://svc/ok')).text()
+    const arrived = nextArrival()
+    const before = held.length
+    const call = g('http://svc/hold').catch((e: unknown) => e)
+    await within(arrived, 5000, 'the request reaching the server')
+    await clock.advance(1000)
+    expect(await within(call, 1000, 'the timed-out call')).toBeInstanceOf(TimeoutError)
+    await within(held[before]!.closed, 2000, 'the server seeing the socket close')
+    await mesh.close()
+  })
+
   it('closes the losing hedge', async () => {
     const clock = new ManualClock()
     const mesh = createMesh(config({ hedge: { delay: 50, maxAttempts: 2 } }), {

@@ -85,7 +85,10 @@ export class Context {
     this.startedAt = startedAt
   }
 
-  /** A root context for one call. */
+  /**
+   * A root context for one call. Make one per call, when it starts: its {@link startedAt} is
+   * read here, and the stages time the call from it.
+   */
   static create(init: ContextInit): Context {
     return new Context(
       init.clock,

@@ -469,7 +469,7 @@ export function withMeshGrpc<C extends GrpcClientLike>(
   // binds `this` to the unwrapped client: the wrapper has the class's method instead.
   const methods = serviceMethods(client)
   if (methods !== undefined) {
-    for (const key of Object.keys(client)) {
+    for (const key of Object.getOwnPropertyNames(client)) {
       const own = methods[key]
       if (typeof own === 'function' && typeof (client as Record<string, unknown>)[key] === 'function') {
         Object.defineProperty(wrapped, key, { value: own, writable: true, configurable: true })

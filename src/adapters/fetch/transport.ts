@@ -339,20 +339,25 @@ type DispatchInit = RequestInit & { dispatcher?: unknown }
  */
 export function fetchTransport(fetchFn: typeof fetch): Handler<HttpRequest, Response> {
   const traits: FetchTraits = { dispatches: undefined }
-  // Every path below rejects with the reason as soon as the attempt is cancelled.
-  return settlesOnCancel(function fetchAttempt(req, ctx) {
+  const fetchAttempt: Handler<HttpRequest, Response> = (req, ctx) => {
     const endpoint = ctx.get(ENDPOINT)
     if (endpoint === undefined)
       return Promise.reject(new Error('meshlet: no endpoint chosen for this attempt'))
     const header =
       req.propagateDeadline && ctx.deadline !== Number.POSITIVE_INFINITY
-        ? String(Math.max(0, Math.floor(ctx.deadline - ctx.startedAt)))
+        ? // Less a float's rounding error: `(start + 3000) - start` may be a hair under 3000.
+          String(Math.max(0, Math.floor(ctx.deadline - ctx.startedAt + 1e-6)))
         : undefined
     const url = endpoint.address + req.path
     if (traits.dispatches === true && req.signal === undefined)
       return viaDispatcher(fetchFn, url, req, ctx, header, traits)
     return viaSignal(fetchFn, url, req, ctx, header, traits)
-  })
+  }
+  // Every path rejects as soon as the attempt is cancelled only when fetch itself ends its
+  // request at the dispatcher's failure, as the global fetch (undici's) does. A wrapper of fetch
+  // may hold the rejection back (to retry on its own, say), so around one the attempt timeout
+  // keeps a promise of its own.
+  return fetchFn === globalThis.fetch ? settlesOnCancel(fetchAttempt) : fetchAttempt
 }
 
 const ignore = () => {}
@@ -485,20 +490,22 @@ function viaSignal(
   // Rejects at the cancellation itself, not when fetch does: a fetch function that ignores its
   // signal (a stub) must not hold the attempt past its deadline.
   return new Promise<Response>((resolve, reject) => {
+    const link = req.signal === undefined ? undefined : linkCaller(req.signal, controller)
     const unlink = ctx.cancel.onAbort((reason) => {
       controller.abort(reason)
+      if (link !== undefined) unlinkCaller(link)
       reject(reason)
     })
-    const link = req.signal === undefined ? undefined : linkCaller(req.signal, controller)
     send(fetchFn, url, init).then(
       (res) => {
         unlink()
         // An answer that never went through the dispatcher: this fetch does not (always) use one.
         if (probe !== undefined && !probe.dispatched) traits.dispatches = false
         if (controller.signal.aborted) {
-          // Cancelled while the answer was on its way: the attempt has already rejected.
+          // Cancelled (or the caller aborted) while the answer was on its way: no answer.
           if (link !== undefined) unlinkCaller(link)
           res.body?.cancel().catch(ignore)
+          reject(controller.signal.reason)
           return
         }
         if (link !== undefined) {

@@ -91,6 +91,8 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   #bypassed = false
   /** What the site decided at `start` (the route), for its `invoke`; the site's own value. */
   routed: unknown = undefined
+  /** The status of a cancellation that came before `start`, delivered at `start`. */
+  #early: { code: number; details: string } | undefined = undefined
   /** Ends the hold of a committed stream (see {@link MeshCallSite.committed}). */
   #unhold: (() => void) | undefined = undefined
 
@@ -147,6 +149,14 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   start(metadata: GrpcMetadata, listener: GrpcCallListener): void {
     this.#metadata = metadata
     this.#listener = listener
+    if (this.#done) {
+      // Cancelled before it started (an interceptor may pass a cancel on first): never sent.
+      const early = this.#early
+      if (early !== undefined) {
+        queueMicrotask(() => listener.onReceiveStatus({ ...early, metadata: emptyLike(metadata) }))
+      }
+      return
+    }
     const raw = this.#site.bypass?.(this, this.#scope)
     if (raw !== undefined) {
       // From here on a plain pass-through to a call of the client's own channel.
@@ -217,6 +227,8 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
     const metadata = this.#metadata
     if (listener && metadata) {
       queueMicrotask(() => listener.onReceiveStatus({ code: status, details, metadata: emptyLike(metadata) }))
+    } else {
+      this.#early = { code: status, details }
     }
   }
 

@@ -110,7 +110,8 @@ export function grpcTransport(
           (entry) => {
             off()
             if (ctx.cancel.aborted) pool.release(entry)
-            else attempt(pool, entry, req, ctx, deadlineAsMetadata).then(resolve, reject)
+            // It waited for grpc-js: the time left is counted from now.
+            else attempt(pool, entry, req, ctx.restarted(), deadlineAsMetadata).then(resolve, reject)
           },
           (error: unknown) => {
             off()

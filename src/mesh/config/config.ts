@@ -558,8 +558,9 @@ const service = transform(
     fallback: optional(fallback).describe('A static response instead of chosen failures. Default none.'),
     /**
      * Whether the time left before the deadline travels to the upstream: in the
-     * `x-meshlet-timeout-ms` header for HTTP, as `grpc-timeout` for gRPC unary calls (gRPC streams
-     * always send it, since grpc-js enforces their deadline). With `false` the client still ends
+     * `x-meshlet-timeout-ms` header for HTTP, as `grpc-timeout` for gRPC unary calls (gRPC
+     * streams, calls with a `parent` and channels with a `grpc.service_config` always send it,
+     * since grpc-js then enforces the deadline itself). With `false` the client still ends
      * the call at its deadline; the upstream just is not told. Default `true`.
      */
     propagateDeadline: optional(boolean(), true).describe(

@@ -66,7 +66,7 @@ export function timeout<Req, Res>(options: TimeoutOptions = {}): Middleware<Req,
         const timer =
           clock.setTimerAt !== undefined
             ? clock.setTimerAt(onExpiry, limit)
-            : clock.setTimer(onExpiry, limit - now)
+            : clock.setTimer(onExpiry, limit - clock.now())
         let attempt: Promise<Res>
         try {
           attempt = next(req, cancel === undefined ? ctx : ctx.withCancel(cancel))
@@ -130,7 +130,7 @@ function settlingTimeout<Req, Res>(
     const timer =
       clock.setTimerAt !== undefined
         ? clock.setTimerAt(onExpiry, limit)
-        : clock.setTimer(onExpiry, limit - now)
+        : clock.setTimer(onExpiry, limit - clock.now())
     let attempt: Promise<Res>
     try {
       attempt = next(req, cancel === undefined ? ctx : ctx.withCancel(cancel))
