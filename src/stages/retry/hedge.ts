@@ -83,9 +83,12 @@ export function hedge<Req, Res>(options: HedgeOptions<Req, Res>): Middleware<Req
         const finish = (outcome: Outcome<Res>) => {
           settled = true
           if (timer !== undefined) clock.clearTimer(timer)
-          const lost = new HedgeLostError()
-          for (const c of running) c.abort(lost)
-          running.length = 0
+          if (running.length > 0) {
+            // Only a race with attempts still running has losers to tell.
+            const lost = new HedgeLostError()
+            for (const c of running) c.abort(lost)
+            running.length = 0
+          }
           if (outcome.ok) resolve(outcome.value)
           else reject(outcome.error)
         }
