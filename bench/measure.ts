@@ -32,6 +32,8 @@ export type Settings = {
   readonly updateServices: number
   readonly updateReps: number
   readonly simulateSeconds: number
+  /** Calls held in flight at once to count the bytes each holds. */
+  readonly inflightCalls: number
 }
 
 function commit(): string {
@@ -137,6 +139,12 @@ export async function measure(
     ['breakers', String(settings.breakers)],
     gcFlags,
   )
+  log(`held per call in flight: ${settings.inflightCalls} calls`)
+  const inflight = await runChild<Record<string, number>>(
+    'inflight-child.ts',
+    [String(settings.inflightCalls)],
+    gcFlags,
+  )
   log(`mesh.update: ${settings.updateServices} services, ${settings.updateReps} runs`)
   const update = await runChild<UpdateCost>(
     'memory-child.ts',
@@ -192,6 +200,7 @@ export async function measure(
     services,
     breakers,
     update,
+    inflight,
     simulate: { wallMs: simWall, calls: sim.calls, attempts: sim.attempts },
   }
   return result

@@ -66,6 +66,8 @@ export interface RunResult {
   readonly services: BuildCost
   readonly breakers: readonly BreakerCost[]
   readonly update: UpdateCost
+  /** Bytes each client holds per call in flight (bench/inflight-child.ts); absent in older runs. */
+  readonly inflight?: Readonly<Record<string, number>>
   readonly simulate: { readonly wallMs: number; readonly calls: number; readonly attempts: number }
 }
 
@@ -514,7 +516,9 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     '',
     'Each in a fresh `node --expose-gc` process: heap after full collections, per unit; timers',
     'counted with an `async_hooks` hook (`Timeout` created, and alive after the calls), since an',
-    '`unref()`ed timer is invisible to `process.getActiveResourcesInfo()`.',
+    '`unref()`ed timer is invisible to `process.getActiveResourcesInfo()`. "Held per call in',
+    'flight" is what a client keeps on the heap while its calls wait on a transport that has not',
+    'answered (5,000 at once, counted, not timed): what young-generation collections copy under load.',
     '',
     table(
       ['what', ...runs.map(label)],
@@ -540,6 +544,20 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
           ...by((r) => {
             const x = r.breakers[i]
             return x ? `${int(x.bytes)} B, ${fixed(x.timers, 2)} (${fixed(x.refed, 2)} ref'ed)` : '-'
+          }),
+        ]),
+        ...(
+          [
+            ['mesh-default', 'meshlet withMesh, default stack'],
+            ['mesh-full', 'meshlet withMesh, default + breaker + bulkhead'],
+            ['cockatiel-wrap', 'cockatiel wrap(retry, breaker, timeout)'],
+          ] as const
+        ).map(([id, name]) => [
+          `held per call in flight: ${name} (over bare)`,
+          ...by((r) => {
+            const held = r.inflight?.[id]
+            const bare = r.inflight?.['bare']
+            return held === undefined || bare === undefined ? '-' : `${int(held - bare)} B`
           }),
         ]),
         [

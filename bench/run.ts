@@ -34,6 +34,7 @@ const settings: Settings = smoke
       updateServices: 100,
       updateReps: 3,
       simulateSeconds: 5,
+      inflightCalls: 200,
     }
   : {
       timeMs: Number(process.env['BENCH_TIME_MS'] ?? 1000),
@@ -47,6 +48,7 @@ const settings: Settings = smoke
       updateServices: 1000,
       updateReps: 9,
       simulateSeconds: 60,
+      inflightCalls: 5000,
     }
 
 const RESULTS = join(ROOT, 'bench', 'results')
