@@ -14,12 +14,11 @@ import {
   ExponentialBackoff,
   handleAll,
   TimeoutStrategy,
-  wrap,
 } from 'cockatiel'
 import OpossumBreaker from 'opossum'
 import pRetry from 'p-retry'
 import type { Handler, HttpRequest, MeshConfig, Middleware } from '../src/index.js'
-import type { Meshlet } from './lib.js'
+import { cockatielWrap, type Meshlet } from './lib.js'
 import { pRetryStage } from './p-retry-stage.js'
 
 /** One in-process task: `call` is one call of the client, awaited by the harness. */
@@ -146,11 +145,7 @@ export function inProcessTasks(lib: Meshlet): { tasks: InProcessTask[]; close: (
   const cRetry = cockatielRetry(handleAll, { maxAttempts: 3, backoff: new ExponentialBackoff() })
   const cBreaker = cockatielBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) })
   const cTimeout = cockatielTimeout(10_000, TimeoutStrategy.Cooperative)
-  const cWrap = wrap(
-    cockatielRetry(handleAll, { maxAttempts: 3, backoff: new ExponentialBackoff() }),
-    cockatielBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) }),
-    cockatielTimeout(10_000, TimeoutStrategy.Cooperative),
-  )
+  const cWrap = cockatielWrap()
 
   // opossum as the interop stage uses it (docs/decisions.md, D14): the action runs what it is handed.
   const runIt = (run: () => Promise<unknown>) => run()

@@ -11,18 +11,8 @@
  * first reading) and `heapUsed` is read again after two full collections; the difference over N
  * is the figure, the median of three samples. Each sample's calls are then answered and awaited.
  */
-import {
-  ConsecutiveBreaker,
-  circuitBreaker,
-  ExponentialBackoff,
-  handleAll,
-  retry,
-  TimeoutStrategy,
-  timeout,
-  wrap,
-} from 'cockatiel'
 import type { Handler, HttpRequest } from '../src/index.js'
-import { gcHeap, loadMeshlet, median, reply } from './lib.js'
+import { cockatielWrap, gcHeap, loadMeshlet, median, reply } from './lib.js'
 
 const N = Number(process.argv[2] ?? '2000')
 const lib = await loadMeshlet()
@@ -47,11 +37,7 @@ const mesh = (service: Record<string, unknown>) =>
   )
 const meshDefault = mesh({})
 const meshFull = mesh({ circuitBreaker: {}, concurrency: { max: 100_000 } })
-const policy = wrap(
-  retry(handleAll, { maxAttempts: 3, backoff: new ExponentialBackoff() }),
-  circuitBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) }),
-  timeout(10_000, TimeoutStrategy.Cooperative),
-)
+const policy = cockatielWrap()
 
 const clients: Record<string, () => Promise<unknown>> = {
   bare: () => held(),

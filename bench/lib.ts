@@ -2,12 +2,23 @@
  * What the bench's parts share: loading meshlet from dist/, starting child processes (servers
  * and measuring probes) with the same Node and loader as the parent, and small statistics.
  */
+
 import { type ChildProcess, fork } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import {
+  ConsecutiveBreaker,
+  circuitBreaker,
+  ExponentialBackoff,
+  handleAll,
+  retry,
+  TimeoutStrategy,
+  timeout,
+  wrap,
+} from 'cockatiel'
 
 export type Meshlet = typeof import('../src/index.js')
 export type MeshletTesting = typeof import('../src/testing/index.js')
@@ -153,4 +164,16 @@ export function gcHeap(): number {
   gc()
   gc()
   return process.memoryUsage().heapUsed
+}
+
+/**
+ * cockatiel's `wrap(retry, circuitBreaker, timeout)` as every peer row uses it: 3 attempts with
+ * exponential backoff, a breaker opening after 5 consecutive failures, a cooperative 10 s timeout.
+ */
+export function cockatielWrap() {
+  return wrap(
+    retry(handleAll, { maxAttempts: 3, backoff: new ExponentialBackoff() }),
+    circuitBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) }),
+    timeout(10_000, TimeoutStrategy.Cooperative),
+  )
 }

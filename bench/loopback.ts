@@ -10,19 +10,9 @@
  * call's, all rounds pooled.
  */
 import * as grpc from '@grpc/grpc-js'
-import {
-  ConsecutiveBreaker,
-  circuitBreaker,
-  ExponentialBackoff,
-  handleAll,
-  retry,
-  TimeoutStrategy,
-  timeout,
-  wrap,
-} from 'cockatiel'
 import { Pool, request } from 'undici'
 import { EchoClient, type EchoReply } from '../test/helpers/grpc-servers.js'
-import { type Meshlet, percentile, startServer } from './lib.js'
+import { cockatielWrap, type Meshlet, percentile, startServer } from './lib.js'
 
 /** The deadline header meshlet sends (`DEADLINE_HEADER`), spelled out so the bench needs no import of the build. */
 const DEADLINE = 'x-meshlet-timeout-ms'
@@ -136,15 +126,6 @@ export async function compare(
     })
   }
   return results
-}
-
-/** cockatiel's retry + breaker + timeout, as in the in-process rows. */
-function cockatielWrap() {
-  return wrap(
-    retry(handleAll, { maxAttempts: 3, backoff: new ExponentialBackoff() }),
-    circuitBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) }),
-    timeout(10_000, TimeoutStrategy.Cooperative),
-  )
 }
 
 /**

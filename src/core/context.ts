@@ -171,16 +171,7 @@ export class Context {
    * stage that waits and passes the old context on makes the limits inside start early, never late.
    */
   restarted(): Context {
-    return new Context(
-      this.clock,
-      this.random,
-      this.deadline,
-      this.attempt,
-      this.cancel,
-      this.signal,
-      this.#values,
-      this.clock.now(),
-    )
+    return this.withAttempt(this.attempt)
   }
 
   /** A copy cancelled by `cancel` (a child of this context's token). */
