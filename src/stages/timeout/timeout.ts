@@ -6,6 +6,7 @@
  */
 
 import type { Clock, TimerHandle } from '../../core/clock.js'
+import type { Context } from '../../core/context.js'
 import { TimeoutError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
 import { type Handler, isSettlingOnCancel, type Middleware } from '../../core/handler.js'
@@ -37,9 +38,8 @@ export function timeout<Req, Res>(options: TimeoutOptions = {}): Middleware<Req,
       if (perTry === Number.POSITIVE_INFINITY && ctx.deadline === Number.POSITIVE_INFINITY)
         return next(req, ctx)
       const now = ctx.startedAt
-      const attemptLimit = now + perTry
-      const callBound = ctx.deadline <= attemptLimit
-      const limit = callBound ? ctx.deadline : attemptLimit
+      const limit = limitOf(ctx, perTry)
+      const callBound = limit === ctx.deadline
       if (limit <= now) {
         // The deadline passed before this attempt could start (a retry or a queue used it up).
         return Promise.reject(new TimeoutError('call', 0, { service }))
@@ -93,6 +93,12 @@ export function timeout<Req, Res>(options: TimeoutOptions = {}): Middleware<Req,
   }
 }
 
+/** The attempt's limit: the call's deadline, or its per-try limit from its start when earlier. */
+function limitOf(ctx: Context, perTry: number): number {
+  const attemptLimit = ctx.startedAt + perTry
+  return ctx.deadline <= attemptLimit ? ctx.deadline : attemptLimit
+}
+
 /** Arms `fn` at `limit`: at that absolute time when the clock can (no clock read), else from now. */
 function arm(clock: Clock, fn: () => void, limit: number): TimerHandle {
   return clock.setTimerAt !== undefined
@@ -117,9 +123,8 @@ function settlingTimeout<Req, Res>(
     if (perTry === Number.POSITIVE_INFINITY && ctx.deadline === Number.POSITIVE_INFINITY)
       return next(req, ctx)
     const now = ctx.startedAt
-    const attemptLimit = now + perTry
-    const callBound = ctx.deadline <= attemptLimit
-    const limit = callBound ? ctx.deadline : attemptLimit
+    const limit = limitOf(ctx, perTry)
+    const callBound = limit === ctx.deadline
     if (limit <= now) return Promise.reject(new TimeoutError('call', 0, { service }))
     const cancel = callBound ? undefined : ctx.cancel.child()
     const target = cancel ?? ctx.cancel
