@@ -224,12 +224,7 @@ export class Mesh {
     if (signal?.aborted) return Promise.reject(signal.reason)
     const cancel = new InflightCall()
     const ctx = Context.root(this.clock, this.random, cancel, signal)
-    // Link at the head of the list.
-    const head = this.#inflight
-    cancel.prev = head
-    cancel.next = head.next
-    head.next.prev = cancel
-    head.next = cancel
+    cancel.linkAfter(this.#inflight)
     this.#inflightCount++
     let sent: Promise<Res>
     try {
@@ -283,29 +278,18 @@ export class Mesh {
       token.abort(new MeshClosedError())
       return token
     }
-    const head = this.#held
-    token.prev = head
-    token.next = head.next
-    head.next.prev = token
-    head.next = token
+    token.linkAfter(this.#held)
     return token
   }
 
   /** @internal Forgets a token of {@link hold}. */
   release(token: Cancellation): void {
-    const t = token as InflightCall
-    t.prev.next = t.next
-    t.next.prev = t.prev
-    t.prev = t
-    t.next = t
+    ;(token as InflightCall).unlink()
   }
 
   /** A call has settled: it leaves the in-flight set, and a draining `close` may finish. */
   #finish(cancel: InflightCall): void {
-    cancel.prev.next = cancel.next
-    cancel.next.prev = cancel.prev
-    cancel.prev = cancel
-    cancel.next = cancel
+    cancel.unlink()
     if (--this.#inflightCount === 0 && this.#drained) {
       this.#drained()
       this.#drained = undefined
@@ -317,6 +301,22 @@ export class Mesh {
 class InflightCall extends Cancellation {
   prev: InflightCall = this
   next: InflightCall = this
+
+  /** Links this token in just after `head`. */
+  linkAfter(head: InflightCall): void {
+    this.prev = head
+    this.next = head.next
+    head.next.prev = this
+    head.next = this
+  }
+
+  /** Takes this token out of its list (nothing when it is in none). */
+  unlink(): void {
+    this.prev.next = this.next
+    this.next.prev = this.prev
+    this.prev = this
+    this.next = this
+  }
 }
 
 /**
