@@ -85,6 +85,7 @@ export class Mesh {
   #closing: Promise<void> | undefined
   #closed2 = false
   readonly #onClose: Array<() => void> = []
+  readonly #onSnapshot: Array<() => void> = []
   #drained: (() => void) | undefined
 
   /** @internal Use {@link createMesh}. */
@@ -113,7 +114,22 @@ export class Mesh {
    * snapshot they started with.
    */
   #rebuild(): void {
-    this.#snapshot = buildSnapshot(this.#discovery.apply(this.#base), this.#pool, this.events)
+    this.#swap(buildSnapshot(this.#discovery.apply(this.#base), this.#pool, this.events))
+  }
+
+  /** Makes `snapshot` the one in force and tells what depends on it (see {@link onSnapshot}). */
+  #swap(snapshot: Snapshot): void {
+    this.#snapshot = snapshot
+    for (const fn of this.#onSnapshot) fn()
+  }
+
+  /**
+   * @internal Runs `fn` after each new snapshot (an update, or a change of discovered endpoints):
+   * for what adapters hold per endpoint, such as gRPC channels. Internal wiring rather than a
+   * listener on {@link events}, which the application may clear.
+   */
+  onSnapshot(fn: () => void): void {
+    this.#onSnapshot.push(fn)
   }
 
   /**
@@ -168,7 +184,7 @@ export class Mesh {
     this.#base = resolved
     // Discovery first: a service that keeps its source keeps its discovered set in the new snapshot.
     this.#discovery.sync(resolved)
-    this.#snapshot = buildSnapshot(this.#discovery.apply(resolved), this.#pool, this.events)
+    this.#swap(buildSnapshot(this.#discovery.apply(resolved), this.#pool, this.events))
     if (this.events.has('config-updated')) {
       this.events.emit('config-updated', { services: this.#snapshot.services.size })
     }

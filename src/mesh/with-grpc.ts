@@ -87,8 +87,7 @@ class GrpcMeshRuntime {
 
   constructor(mesh: Mesh) {
     this.mesh = mesh
-    mesh.events.on('config-updated', () => this.#retain())
-    mesh.events.on('discovery-updated', () => this.#retain())
+    mesh.onSnapshot(() => this.#retain())
     mesh.onClose(() => {
       for (const { pool } of this.#pools.values()) pool.close()
     })
