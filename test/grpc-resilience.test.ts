@@ -32,6 +32,19 @@ async function server(...args: Parameters<typeof startGrpcServer>): Promise<Grpc
   return s
 }
 
+/** A server that answers and records the time left before the deadline the call arrived with. */
+async function deadlineServer() {
+  let left = Number.NaN
+  const s = await server({
+    Unary: (call, cb) => {
+      const d = call.getDeadline()
+      left = (d instanceof Date ? d.getTime() : d) - Date.now()
+      cb(null, { text: 'ok', index: 0, server: 's' })
+    },
+  })
+  return { s, left: () => left }
+}
+
 function client(config: MeshConfig, options: MeshOptions = {}): { c: AnyClient; m: Mesh } {
   const m = createMesh(config, options)
   cleanup.push(() => m.close({ force: true }))
@@ -208,18 +221,11 @@ describe('deadlines and cancellation', () => {
   })
 
   it('sends the deadline upstream as the gRPC deadline', async () => {
-    let left = Number.NaN
-    const s = await server({
-      Unary: (call, cb) => {
-        const d = call.getDeadline()
-        left = (d instanceof Date ? d.getTime() : d) - Date.now()
-        cb(null, { text: 'ok', index: 0, server: 's' })
-      },
-    })
+    const { s, left: leftOf } = await deadlineServer()
     const { c } = client(grpcService([s.address], { timeout: '3s' }))
     await call(c)
-    expect(left).toBeGreaterThan(2500)
-    expect(left).toBeLessThanOrEqual(3000)
+    expect(leftOf()).toBeGreaterThan(2500)
+    expect(leftOf()).toBeLessThanOrEqual(3000)
   })
 
   it('with propagateDeadline false, tells the server no deadline yet still ends the call at its own', async () => {
@@ -264,14 +270,7 @@ describe('deadlines and cancellation', () => {
   })
 
   it('sends the earlier deadline when the channels have a service config with a later method timeout', async () => {
-    let left = Number.NaN
-    const s = await server({
-      Unary: (call, cb) => {
-        const d = call.getDeadline()
-        left = (d instanceof Date ? d.getTime() : d) - Date.now()
-        cb(null, { text: 'ok', index: 0, server: 's' })
-      },
-    })
+    const { s, left: leftOf } = await deadlineServer()
     const m = createMesh(grpcService([s.address], { timeout: '1s' }))
     cleanup.push(() => m.close({ force: true }))
     const serviceConfig = { methodConfig: [{ name: [{ service: 'meshlet.test.Echo' }], timeout: '30s' }] }
@@ -281,8 +280,8 @@ describe('deadlines and cancellation', () => {
     cleanup.push(() => c.close())
     const r = await call(c)
     expect(r.error).toBeUndefined()
-    expect(left).toBeGreaterThan(500)
-    expect(left).toBeLessThanOrEqual(1000)
+    expect(leftOf()).toBeGreaterThan(500)
+    expect(leftOf()).toBeLessThanOrEqual(1000)
   })
 
   it('cancel() after the call began cancels it upstream', async () => {
