@@ -139,6 +139,9 @@ export async function loopbackHttp(lib: Meshlet, options: LoopOptions): Promise<
   const url = `${origin}/x`
   const mesh = lib.createMesh({ services: { svc: { endpoints: [origin] } } })
   const meshFetch = lib.withMesh(fetch, mesh)
+  // The same stack with every call through fetch itself (the direct path off).
+  const viaFetchMesh = lib.createMesh({ services: { svc: { endpoints: [origin] } } }, { directFetch: false })
+  const viaFetch = lib.withMesh(fetch, viaFetchMesh)
   const pool = new Pool(origin)
   const policy = cockatielWrap()
   try {
@@ -155,6 +158,7 @@ export async function loopbackHttp(lib: Meshlet, options: LoopOptions): Promise<
             ).text(),
         ],
         ['meshlet', async () => (await meshFetch('http://svc/x')).text()],
+        ['meshlet via fetch', async () => (await viaFetch('http://svc/x')).text()],
         ['undici', async () => (await request(url, { dispatcher: pool })).body.text()],
         ['cockatiel', () => policy.execute(async ({ signal }) => (await fetch(url, { signal })).text())],
       ],
@@ -162,15 +166,16 @@ export async function loopbackHttp(lib: Meshlet, options: LoopOptions): Promise<
     )
   } finally {
     await mesh.close()
+    await viaFetchMesh.close()
     await pool.close()
     await server.stop()
   }
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: the dynamic client's methods are untyped
-type AnyClient = grpc.Client & Record<string, any>
+export type AnyClient = grpc.Client & Record<string, any>
 
-const unary = (client: AnyClient, options?: () => grpc.CallOptions) => () =>
+export const unary = (client: AnyClient, options?: () => grpc.CallOptions) => () =>
   new Promise<EchoReply>((resolve, reject) =>
     client.Unary(
       { text: 'x', count: 0 },

@@ -466,7 +466,9 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     'node:http in another process (keep-alive, `200 ok`), closed loop of C workers; each client',
     "reads the body. `fetch` is Node's; `fetch+signal` is fetch given a fresh `AbortSignal` and",
     'one header (`x-meshlet-timeout-ms`): what fetch itself charges any wrapper that can cancel a',
-    'call and pass its deadline on; `meshlet` is `withMesh(fetch)` with the default stack;',
+    'call and pass its deadline on; `meshlet` is `withMesh(fetch)` with the default stack',
+    "(plain calls on the direct path: sent to fetch's dispatcher, the `Response` built by meshlet);",
+    '`meshlet via fetch` is the same with `directFetch: false`, every call through fetch;',
     '`undici` is `request` of the npm package on its own `Pool`; `cockatiel` is its wrap around',
     'fetch (with its signal). Measured time is cut into rounds; each round runs every client in',
     'rotated order. `x fetch` is the median over rounds of the ratio within each round (the',
@@ -482,7 +484,8 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
       `Added p50 at C=1 (meshlet - fetch): **${fixed(addedP50(r), 1)} us**; errors: ${errors(r.http)}; ` +
         `${fixed(r.http[0]?.seconds ?? Number.NaN, 1)} s measured per client and concurrency. ` +
         `meshlet / fetch per round (min / median / max of ${r.http[0]?.roundRps?.length ?? 0}): ${roundSpread(r.http, 'fetch')}. ` +
-        `meshlet / fetch+signal: C=1 ${fixed(rpsRatio(r.http, 'meshlet', 'fetch+signal', 1), 3)}x, C=64 ${fixed(rpsRatio(r.http, 'meshlet', 'fetch+signal', 64), 3)}x.`,
+        `meshlet / fetch+signal: C=1 ${fixed(rpsRatio(r.http, 'meshlet', 'fetch+signal', 1), 3)}x, C=64 ${fixed(rpsRatio(r.http, 'meshlet', 'fetch+signal', 64), 3)}x. ` +
+        `meshlet via fetch / fetch: C=1 ${fixed(rpsRatio(r.http, 'meshlet via fetch', 'fetch', 1), 3)}x, C=64 ${fixed(rpsRatio(r.http, 'meshlet via fetch', 'fetch', 64), 3)}x.`,
       '',
     )
   }

@@ -17,7 +17,7 @@ export {
 export { type InboundDeadlineOptions, inboundTimeout, withInboundDeadline } from './adapters/fetch/inbound.js'
 export { httpProtocol, parseRetryAfter } from './adapters/fetch/protocol.js'
 export type { HttpRequest } from './adapters/fetch/request.js'
-export { fetchTransport } from './adapters/fetch/transport.js'
+export { type FetchTransportOptions, fetchTransport } from './adapters/fetch/transport.js'
 export { GrpcChannelPool, type GrpcChannelPoolOptions } from './adapters/grpc/channels.js'
 export { DEFAULT_GRPC_RETRYABLE_STATUS_CODES, grpcClassifier } from './adapters/grpc/classify.js'
 export type { GrpcClientLike, GrpcMetadata } from './adapters/grpc/grpc-types.js'

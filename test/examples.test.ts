@@ -38,6 +38,16 @@ describe('examples', () => {
     expect(run.stdout).toContain('retrying')
   }, 60_000)
 
+  it('fetch-transport gets the answers bare fetch gets, on both paths, and exits 0', async () => {
+    const run = await runExample('examples/fetch-transport.ts', { EXAMPLE_MS: '200' })
+    expect(run.stderr).not.toMatch(/Error/)
+    expect(run.code).toBe(0)
+    expect(run.stdout.match(/: same as bare fetch$/gm)).toHaveLength(3)
+    expect(run.stdout).not.toContain('DIFFERENT')
+    expect(run.stdout).toContain('"unzipped by fetch"')
+    expect(run.stdout.match(/^withMesh\(fetch\).* \d+ calls\/s$/gm)).toHaveLength(2)
+  }, 60_000)
+
   it('the demo runs for DEMO_SECONDS, prints its summary and exits 0', async () => {
     const started = performance.now()
     const run = await runExample('examples/demo/demo.ts', { DEMO_SECONDS: '3' })

@@ -30,6 +30,13 @@ export interface MeshOptions {
    */
   readonly httpTransport?: Handler<HttpRequest, Response>
   /**
+   * Whether `withMesh(fetch)` sends plain calls straight to undici's dispatcher, building the
+   * `Response` itself, when the wrapped function is Node's own fetch: about twice fetch's
+   * throughput, with fetch's results (docs/fetch-transport.md). `false` sends every call
+   * through fetch. Default `true`; other fetch functions are always called as they are.
+   */
+  readonly directFetch?: boolean
+  /**
    * Fallback functions by service name, for services whose config has a `fallback`: called
    * with the failure and the request instead of the static response. Default none.
    */
@@ -66,6 +73,8 @@ export class Mesh {
   readonly random: Random
   /** @internal */
   readonly httpTransport: Handler<HttpRequest, Response> | undefined
+  /** @internal See {@link MeshOptions.directFetch}. */
+  readonly directFetch: boolean
   /** @internal */
   readonly fallbacks: MeshOptions['fallbacks']
   #snapshot: Snapshot
@@ -93,6 +102,7 @@ export class Mesh {
     this.clock = options.clock ?? systemClock
     this.random = options.random ?? systemRandom
     this.httpTransport = options.httpTransport
+    this.directFetch = options.directFetch ?? true
     this.fallbacks = options.fallbacks
     this.#discovery = new Discovery({
       clock: this.clock,

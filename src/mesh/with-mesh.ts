@@ -80,7 +80,7 @@ export function withMesh(
 
 function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof fetch {
   const m = isMesh(mesh) ? mesh : createMesh(mesh)
-  const transport = m.httpTransport ?? fetchTransport(fetchFn)
+  const transport = m.httpTransport ?? fetchTransport(fetchFn, { direct: m.directFetch })
   const build =
     (svc: ServiceRuntime, route: ResolvedRoute | undefined, breaker: CircuitBreaker | undefined) =>
     (): Handler<HttpRequest, Response> => {

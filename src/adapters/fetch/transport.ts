@@ -18,8 +18,10 @@
  */
 import type { Context } from '../../core/context.js'
 import { type Handler, settlesOnCancel } from '../../core/handler.js'
-import { ENDPOINT } from '../../stages/balancer/endpoint.js'
+import { ENDPOINT, type Endpoint } from '../../stages/balancer/endpoint.js'
 import { DEADLINE_HEADER } from '../../stages/deadline/propagation.js'
+import { type Relay, sendDirect } from './direct/direct.js'
+import { type DirectPlan, directOrigin, matchesDispatched, planDirect } from './direct/plan.js'
 import type { HttpRequest } from './request.js'
 
 /** A listener on the caller's signal that cancels one attempt's request and body. */
@@ -99,6 +101,11 @@ interface Dispatcher {
 /** Where undici (Node's and the npm package alike) keeps the dispatcher fetch uses by default. */
 const GLOBAL_DISPATCHER = Symbol.for('undici.globalDispatcher.1')
 
+/** The dispatcher a request goes to: the caller's `init.dispatcher`, else undici's global one (read now, as undici does). */
+function targetOf(target: Dispatcher | undefined): Dispatcher | undefined {
+  return target ?? ((globalThis as Record<symbol, unknown>)[GLOBAL_DISPATCHER] as Dispatcher | undefined)
+}
+
 /** What one transport has learnt about its fetch function. */
 interface FetchTraits {
   /**
@@ -106,6 +113,18 @@ interface FetchTraits {
    * dispatcher (`true`) or answers without calling it (`false`, for good).
    */
   dispatches: boolean | undefined
+  /**
+   * For Node's own fetch, the request shapes checked against what fetch dispatched: `true` where
+   * the direct path sends exactly what fetch would (direct/plan.ts); `undefined` for any other
+   * fetch function, which the direct path never replaces.
+   */
+  readonly shapes: Map<string, boolean> | undefined
+}
+
+/** A shape verification to make at the first dispatch of an attempt. */
+interface Verification {
+  readonly plan: DirectPlan
+  readonly shapes: Map<string, boolean>
 }
 
 /** A request in flight through an {@link AttemptDispatcher}, as its handler wrapper sees it. */
@@ -131,13 +150,20 @@ class AttemptDispatcher {
   readonly #traits: FetchTraits
   readonly #target: Dispatcher | undefined
   readonly #header: string | undefined
+  #verify: Verification | undefined
   /** The requests dispatched (one, or more after a redirect). */
   #requests: RequestInFlight | RequestInFlight[] | undefined = undefined
 
-  constructor(traits: FetchTraits, target: Dispatcher | undefined, header: string | undefined) {
+  constructor(
+    traits: FetchTraits,
+    target: Dispatcher | undefined,
+    header: string | undefined,
+    verify?: Verification,
+  ) {
     this.#traits = traits
     this.#target = target
     this.#header = header
+    this.#verify = verify
   }
 
   /**
@@ -149,8 +175,7 @@ class AttemptDispatcher {
   }
 
   #dispatcher(): Dispatcher {
-    const d =
-      this.#target ?? ((globalThis as Record<symbol, unknown>)[GLOBAL_DISPATCHER] as Dispatcher | undefined)
+    const d = targetOf(this.#target)
     if (d === undefined)
       throw new TypeError('meshlet: fetch called a dispatcher but undici has no global one')
     return d
@@ -170,6 +195,12 @@ class AttemptDispatcher {
       // Cancelled before fetch got this far: fail the request without taking a connection.
       handler.onError(this.reason)
       return true
+    }
+    const verify = this.#verify
+    if (verify !== undefined) {
+      // The first request of this attempt is what fetch makes of the caller's arguments.
+      this.#verify = undefined
+      verify.shapes.set(verify.plan.shape, matchesDispatched(verify.plan, options, DEADLINE_HEADER))
     }
     const target = this.#dispatcher()
     if (this.#header !== undefined) options = addDeadlineHeader(options, this.#header)
@@ -322,6 +353,19 @@ class ControllerHandler implements RequestInFlight {
 /** `init` plus `dispatcher`, which Node's `RequestInit` type leaves out. */
 type DispatchInit = RequestInit & { dispatcher?: unknown }
 
+/** Options of {@link fetchTransport}. */
+export interface FetchTransportOptions {
+  /**
+   * Whether plain calls skip fetch's algorithm when `fetchFn` is Node's own fetch: sent
+   * straight to the undici dispatcher fetch would have used, with the `Response` built by the
+   * transport (about twice the throughput of fetch; docs/decisions.md, D25). Only request
+   * shapes seen to dispatch exactly what fetch dispatches take that path, and answers that are
+   * not plain (redirects, encoded bodies, `HEAD`) are handed over to fetch mid-flight. Default
+   * `true`; ignored for any other fetch function.
+   */
+  readonly direct?: boolean
+}
+
 /**
  * Sends each attempt with `fetchFn` to `endpoint.address + req.path`.
  *
@@ -336,9 +380,16 @@ type DispatchInit = RequestInit & { dispatcher?: unknown }
  * fetch that ignores dispatchers (a stub, node-fetch, a cache in front) keeps a signal per
  * attempt, and so does every attempt after a response that came without going through the
  * attempt's dispatcher (a wrapper that answers some requests itself, as request mocks do).
+ * Around Node's own fetch, plain calls then take the direct path ({@link FetchTransportOptions.direct}).
  */
-export function fetchTransport(fetchFn: typeof fetch): Handler<HttpRequest, Response> {
-  const traits: FetchTraits = { dispatches: undefined }
+export function fetchTransport(
+  fetchFn: typeof fetch,
+  options?: FetchTransportOptions,
+): Handler<HttpRequest, Response> {
+  const traits: FetchTraits = {
+    dispatches: undefined,
+    shapes: options?.direct !== false && isNodeFetch(fetchFn) ? new Map() : undefined,
+  }
   const fetchAttempt: Handler<HttpRequest, Response> = (req, ctx) => {
     const endpoint = ctx.get(ENDPOINT)
     if (endpoint === undefined)
@@ -349,15 +400,82 @@ export function fetchTransport(fetchFn: typeof fetch): Handler<HttpRequest, Resp
           String(Math.max(0, Math.floor(ctx.deadline - ctx.startedAt + 1e-6)))
         : undefined
     const url = endpoint.address + req.path
+    let verify: Verification | undefined
+    const shapes = traits.shapes
+    if (shapes !== undefined && traits.dispatches === true) {
+      const origin = originOf(endpoint)
+      const plan = origin === undefined ? undefined : planDirect(origin, req.path, req.init)
+      if (plan !== undefined) {
+        const known = shapes.get(plan.shape)
+        if (known === true) return viaDirect(fetchFn, url, plan, req, ctx, header, traits)
+        if (known === undefined) verify = { plan, shapes }
+      }
+    }
     if (traits.dispatches === true && req.signal === undefined)
-      return viaDispatcher(fetchFn, url, req, ctx, header, traits)
-    return viaSignal(fetchFn, url, req, ctx, header, traits)
+      return viaDispatcher(fetchFn, url, req, ctx, header, traits, verify)
+    return viaSignal(fetchFn, url, req, ctx, header, traits, verify)
   }
   // Every path rejects as soon as the attempt is cancelled only when fetch itself ends its
   // request at the dispatcher's failure, as the global fetch (undici's) does. A wrapper of fetch
   // may hold the rejection back (to retry on its own, say), so around one the attempt timeout
   // keeps a promise of its own.
   return fetchFn === globalThis.fetch ? settlesOnCancel(fetchAttempt) : fetchAttempt
+}
+
+/**
+ * Whether `fn` is Node's own fetch, which loads undici's fetch from Node's internals: not a
+ * wrapper of it (which may add headers, answer by itself or log), nor undici's npm fetch.
+ */
+function isNodeFetch(fn: typeof fetch): boolean {
+  try {
+    return Function.prototype.toString.call(fn).includes("require('internal/deps/undici/undici')")
+  } catch {
+    return false
+  }
+}
+
+/** Each endpoint's address when the direct path can send to it ({@link directOrigin}), else `null`. */
+const origins = new WeakMap<Endpoint, string | null>()
+
+function originOf(endpoint: Endpoint): string | undefined {
+  let origin = origins.get(endpoint)
+  if (origin === undefined) {
+    origin = directOrigin(endpoint.address) ?? null
+    origins.set(endpoint, origin)
+  }
+  return origin ?? undefined
+}
+
+/**
+ * An attempt on the direct path (direct/direct.ts): sent to the dispatcher fetch would have
+ * used; an answer that is not plain is handed to fetch, whose later hops go through a dispatcher
+ * of the attempt's own, as on the dispatcher path.
+ */
+function viaDirect(
+  fetchFn: typeof fetch,
+  url: string,
+  plan: DirectPlan,
+  req: HttpRequest,
+  ctx: Context,
+  header: string | undefined,
+  traits: FetchTraits,
+): Promise<Response> {
+  const callerInit = req.init as DispatchInit
+  const caller = callerInit.dispatcher as Dispatcher | undefined
+  const dispatcher = targetOf(caller)
+  if (dispatcher === undefined) return viaDispatcher(fetchFn, url, req, ctx, header, traits, undefined)
+  return sendDirect(plan, {
+    dispatcher,
+    header: header === undefined ? undefined : [DEADLINE_HEADER, header],
+    cancel: ctx.cancel,
+    signal: req.signal,
+    handover: (relay: Relay) => {
+      relay.next = new AttemptDispatcher(traits, caller, header)
+      const init: DispatchInit = { ...callerInit, dispatcher: relay }
+      if (req.signal !== undefined) init.signal = req.signal
+      return send(fetchFn, url, init)
+    },
+  })
 }
 
 const ignore = () => {}
@@ -383,9 +501,15 @@ function viaDispatcher(
   ctx: Context,
   header: string | undefined,
   traits: FetchTraits,
+  verify: Verification | undefined,
 ): Promise<Response> {
   const callerInit = req.init as DispatchInit
-  const dispatcher = new AttemptDispatcher(traits, callerInit.dispatcher as Dispatcher | undefined, header)
+  const dispatcher = new AttemptDispatcher(
+    traits,
+    callerInit.dispatcher as Dispatcher | undefined,
+    header,
+    verify,
+  )
   // Cancelled already: fetch's request fails in `dispatch`, without taking a connection.
   if (ctx.cancel.aborted) dispatcher.cancel(ctx.cancel.reason)
   const sent = send(fetchFn, url, { ...callerInit, dispatcher })
@@ -468,6 +592,7 @@ function viaSignal(
   ctx: Context,
   header: string | undefined,
   traits: FetchTraits,
+  verify: Verification | undefined,
 ): Promise<Response> {
   const controller = new AbortController()
   const callerInit = req.init as DispatchInit
@@ -476,8 +601,8 @@ function viaSignal(
   // only adds the header, cheaper there than in `init` (the signal closes the request).
   let probe: AttemptDispatcher | undefined
   if (traits.dispatches === true) {
-    if (header !== undefined) {
-      probe = new AttemptDispatcher(traits, callerInit.dispatcher as Dispatcher | undefined, header)
+    if (header !== undefined || verify !== undefined) {
+      probe = new AttemptDispatcher(traits, callerInit.dispatcher as Dispatcher | undefined, header, verify)
       init.dispatcher = probe
     }
   } else {
