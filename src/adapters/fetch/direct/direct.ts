@@ -52,27 +52,55 @@ const REDIRECT = new Set([301, 302, 303, 307, 308])
 /** How many bytes the body stream holds before it stops reading the socket. */
 const BODY_HIGH_WATER_MARK = 64 * 1024
 
-const URL_OF = Symbol('meshlet.url')
+/** The URL each direct answer reports (a `Response` cannot be constructed with one). */
+const URLS = new WeakMap<Response, string>()
 
 /**
- * The answer of a direct attempt: a `Response` that reports what fetch's would. `url` and
- * `type` are the only members a constructed `Response` cannot be given; `clone()` keeps them.
- * Named `Response`, so that `constructor.name` and inspection read as fetch's.
+ * What makes a constructed `Response` report what fetch's would: `url` and `type: 'basic'` (the
+ * two members the constructor cannot set), kept by `clone()`. Own accessors on the instance, so
+ * that the answer stays a plain `Response` (its prototype and `constructor` are fetch's).
  */
-const DirectResponse = class Response extends globalThis.Response {
-  declare [URL_OF]: string
-  override get url(): string {
-    return this[URL_OF]
+const AS_FETCHED: PropertyDescriptorMap = {
+  url: {
+    get(this: Response) {
+      return URLS.get(this) ?? ''
+    },
+    configurable: true,
+  },
+  type: { value: 'basic', configurable: true },
+  clone: {
+    value(this: Response) {
+      const copy = Response.prototype.clone.call(this)
+      return fetched(copy, URLS.get(this) ?? '')
+    },
+    configurable: true,
+    writable: true,
+  },
+}
+
+function fetched(res: Response, url: string): Response {
+  URLS.set(res, url)
+  return Object.defineProperties(res, AS_FETCHED)
+}
+
+/**
+ * Whether a header value passes through the `Headers` of a constructed `Response` unchanged:
+ * it strips leading and trailing whitespace, which fetch keeps.
+ */
+function untrimmed(value: string): boolean {
+  if (value.length === 0) return true
+  const first = value.charCodeAt(0)
+  const last = value.charCodeAt(value.length - 1)
+  return first !== 32 && first !== 9 && last !== 32 && last !== 9
+}
+
+/** Whether `Response` accepts `text` as a status text (RFC 9112's reason-phrase), as fetch does not ask. */
+function reasonPhrase(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (!(c === 9 || (c >= 0x20 && c <= 0x7e) || (c >= 0x80 && c <= 0xff))) return false
   }
-  override get type(): ResponseType {
-    return 'basic'
-  }
-  override clone(): globalThis.Response {
-    const copy = super.clone() as InstanceType<typeof DirectResponse>
-    Object.setPrototypeOf(copy, DirectResponse.prototype)
-    copy[URL_OF] = this[URL_OF]
-    return copy
-  }
+  return true
 }
 
 /** Sends `plan` directly; see the module comment. */
@@ -123,12 +151,10 @@ class DirectCall {
       signal.addEventListener('abort', this.#onCallerAbort, { once: true })
     }
     const plan = this.#plan
-    let headers = plan.headers
+    const headers = plan.headers
     const header = this.#attempt.header
-    if (header !== undefined) {
-      headers = Object.assign(Object.create(null), headers)
-      headers[header[0]] = header[1]
-    }
+    // The plan is made for this attempt alone: the header goes last, as the dispatcher path adds it.
+    if (header !== undefined) (headers as Record<string, string>)[header[0]] = header[1]
     try {
       this.#attempt.dispatcher.dispatch(
         {
@@ -189,44 +215,52 @@ class DirectCall {
     if (this.#state !== 'sending') return false
     if (status < 200) return true // informational: undici goes on to the final answer
     const pairs: [string, string][] = []
-    let plain = status <= 599 && this.#plan.method !== 'HEAD'
+    let plain = status <= 599 && this.#plan.method !== 'HEAD' && reasonPhrase(statusText)
     for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = raw[i]!.toString('latin1')
+      // Lower-cased as fetch stores them (it shows in `util.inspect`).
+      const name = raw[i]!.toString('latin1').toLowerCase()
       const value = raw[i + 1]!.toString('latin1')
-      if (plain && (name.length === 16 || name.length === 8)) {
-        const lower = name.toLowerCase()
-        if (lower === 'content-encoding' || (lower === 'location' && REDIRECT.has(status))) plain = false
+      if (plain) {
+        if (!untrimmed(value)) plain = false
+        else if (name === 'content-encoding' || (name === 'location' && REDIRECT.has(status))) plain = false
       }
       pairs.push([name, value])
     }
-    if (!plain) return this.#handOver(status, raw, resume, statusText)
+    let res: Response | undefined
+    let body: ReadableStream<Uint8Array> | null = null
+    if (plain) {
+      try {
+        if (!NULL_BODY.has(status)) {
+          body = new ReadableStream(
+            {
+              type: 'bytes',
+              start: (controller) => {
+                this.#controller = controller
+              },
+              pull: () => this.#resume?.(),
+              cancel: (reason) => {
+                if (this.#state === 'ended') return
+                this.#finish()
+                this.#abort?.(reason)
+              },
+            },
+            { highWaterMark: BODY_HIGH_WATER_MARK },
+          )
+        }
+        res = fetched(new Response(body, { status, statusText, headers: pairs }), this.#plan.url)
+      } catch {
+        // Whatever a constructed Response refuses and fetch takes is fetch's to answer.
+        res = undefined
+        this.#controller = undefined
+      }
+    }
+    if (res === undefined) return this.#handOver(status, raw, resume, statusText)
     // The deadline covers the exchange up to the headers, as fetch's promise does (D9).
     this.#unlinkCancel?.()
     this.#unlinkCancel = undefined
     this.#resume = resume
-    let body: ReadableStream<Uint8Array> | null = null
-    if (NULL_BODY.has(status)) {
-      this.#finish()
-    } else {
-      this.#state = 'streaming'
-      body = new ReadableStream(
-        {
-          type: 'bytes',
-          start: (controller) => {
-            this.#controller = controller
-          },
-          pull: () => this.#resume?.(),
-          cancel: (reason) => {
-            if (this.#state === 'ended') return
-            this.#finish()
-            this.#abort?.(reason)
-          },
-        },
-        { highWaterMark: BODY_HIGH_WATER_MARK },
-      )
-    }
-    const res = new DirectResponse(body, { status, statusText, headers: pairs })
-    res[URL_OF] = this.#plan.url
+    if (body === null) this.#finish()
+    else this.#state = 'streaming'
     this.resolve(res)
     return body === null || (this.#controller!.desiredSize ?? 0) > 0
   }
@@ -249,7 +283,7 @@ class DirectCall {
     }
     if (state === 'ended') return
     this.#finish()
-    if (state === 'streaming') this.#controller!.close()
+    if (state === 'streaming') closeStream(this.#controller!)
     else this.reject(new TypeError('fetch failed')) // ended without headers: undici never does
   }
 
@@ -286,6 +320,7 @@ class DirectCall {
     }
     answer.then(
       (res) => {
+        relay.settled()
         this.#unlinkCancel?.()
         if (this.#cancelled) {
           res.body?.cancel().catch(noop)
@@ -295,6 +330,7 @@ class DirectCall {
         }
       },
       (error: unknown) => {
+        relay.settled()
         this.#unlinkCancel?.()
         this.reject(this.#cancelled ? this.#reason : error)
       },
@@ -364,6 +400,15 @@ export class Relay implements Dispatcher {
     this.#returned = true
   }
 
+  /**
+   * fetch's promise settled. If fetch never dispatched (its signal was aborted already, say), the
+   * request on the wire has no reader: close it.
+   */
+  settled(): void {
+    if (this.#handler === undefined)
+      this.#abort?.(new DOMException('This operation was aborted', 'AbortError'))
+  }
+
   /** Ends the handed-over request: fetch's handler fails with `reason`, and the connection closes. */
   cancel(reason: unknown): void {
     if (this.#cancelled) return
@@ -406,6 +451,17 @@ export class Relay implements Dispatcher {
   onError(error: unknown): void {
     if (this.#cancelled) return
     this.#deliver(() => this.#handler.onError(error))
+  }
+}
+
+/** Closes a body stream as fetch does, settling a BYOB read that waits (undici's `readableStreamClose`). */
+function closeStream(controller: ReadableByteStreamController): void {
+  try {
+    controller.close()
+    controller.byobRequest?.respond(0)
+  } catch (error) {
+    // Closed already (the reader cancelled as the last bytes came): nothing to settle.
+    if (!(error instanceof TypeError)) throw error
   }
 }
 

@@ -23,7 +23,7 @@ export interface DirectOptions {
   readonly headers: Record<string, string>
 }
 
-/** One call that the direct path can send. */
+/** One attempt that the direct path can send (made per attempt: the transport adds its deadline header to `headers`). */
 export interface DirectPlan extends DirectOptions {
   /** The body bytes or text (fetch's extraction of a string, bytes or `URLSearchParams`). */
   readonly body: string | Uint8Array | null
