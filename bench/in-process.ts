@@ -33,6 +33,13 @@ export interface InProcessTask {
 type Req = HttpRequest
 type Res = Response
 
+/** The part of an undici classic handler the answering dispatcher drives. */
+interface UndiciHandler {
+  onConnect(abort: () => void): void
+  onHeaders(status: number, headers: Buffer[], resume: () => void, statusText: string): boolean
+  onComplete(trailers: unknown[]): void
+}
+
 /** The URL every fetch-shaped client is called with. */
 export const URL_ = 'http://svc/x'
 
@@ -86,6 +93,28 @@ export function inProcessTasks(lib: Meshlet): { tasks: InProcessTask[]; close: (
   })
   // The default stack through the fetch transport (one AbortController per attempt).
   const meshViaFetch = meshFetch({ endpoints }, true)
+
+  // Node's own fetch on a dispatcher that answers every request at once (200, empty body): what
+  // fetch's algorithm costs, against withMesh(fetch) on its direct path and with it off.
+  const answering = {
+    dispatch(_options: unknown, handler: UndiciHandler) {
+      queueMicrotask(() => {
+        handler.onConnect(() => {})
+        handler.onHeaders(200, [], () => {}, 'OK')
+        handler.onComplete([])
+      })
+      return true
+    },
+  }
+  const viaDispatcher = { dispatcher: answering } as RequestInit
+  const realEndpoints = ['http://127.0.0.1:8080'] // a port fetch does not refuse
+  const realMesh = (directFetch: boolean) => {
+    const mesh = createMesh({ services: { svc: { endpoints: realEndpoints } } }, { directFetch })
+    meshes.push(mesh)
+    return withMesh(fetch, mesh)
+  }
+  const meshDirect = realMesh(true)
+  const meshDirectOff = realMesh(false)
 
   // Stages alone and composed by hand, as mesh/stack.ts chains them (no compose guard), called
   // with a root context per call as Mesh.invoke makes one, without withMesh's parsing.
@@ -170,6 +199,21 @@ export function inProcessTasks(lib: Meshlet): { tasks: InProcessTask[]; close: (
       id: 'mesh-via-fetch',
       name: 'meshlet withMesh, default, fetch transport',
       call: () => meshViaFetch(URL_),
+    },
+    {
+      id: 'fetch-answering',
+      name: "Node's fetch, dispatcher answering at once",
+      call: async () => (await fetch('http://127.0.0.1:8080/x', viaDispatcher)).arrayBuffer(),
+    },
+    {
+      id: 'mesh-direct',
+      name: 'meshlet withMesh(fetch), default, direct path, same dispatcher',
+      call: async () => (await meshDirect(URL_, viaDispatcher)).arrayBuffer(),
+    },
+    {
+      id: 'mesh-direct-off',
+      name: 'meshlet withMesh(fetch), default, directFetch false, same dispatcher',
+      call: async () => (await meshDirectOff(URL_, viaDispatcher)).arrayBuffer(),
     },
     { id: 'ctx', name: 'stage baseline: root context + no-op', call: () => contextOnly(REQ, rootContext()) },
     {

@@ -415,6 +415,14 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
           ...by((r) => `${fixed(ns(r, 'mesh-default') / ns(r, 'cockatiel-wrap'), 3)}x`),
         ],
         [
+          "withMesh(fetch) direct path / Node's fetch, on a dispatcher answering at once",
+          ...by((r) => `${fixed(ns(r, 'mesh-direct') / ns(r, 'fetch-answering'), 2)}x`),
+        ],
+        [
+          "withMesh(fetch) with directFetch false / Node's fetch, the same",
+          ...by((r) => `${fixed(ns(r, 'mesh-direct-off') / ns(r, 'fetch-answering'), 2)}x`),
+        ],
+        [
           'withMesh default / same stages composed by hand',
           ...by((r) => `${fixed(ns(r, 'mesh-default') / ns(r, 'composed-default'), 2)}x`),
         ],
