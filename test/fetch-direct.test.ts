@@ -18,6 +18,8 @@ import { createHash } from 'node:crypto'
 import { getEventListeners } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { inspect } from 'node:util'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { brotliCompressSync, createGzip, deflateSync, gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createMesh, type Mesh, type MeshConfig, MeshError, TimeoutError, withMesh } from '../src/index.js'
@@ -1140,5 +1142,120 @@ describe('the mesh timeout on the direct path', () => {
     await within(held[before]!.closed, 2000, 'the server seeing the second hop closed')
     expect(mesh.inflight).toBe(0)
     await mesh.close()
+  })
+})
+
+/**
+ * `gc()` from V8, for the test of an answer dropped unread (the flag is set before first use, as
+ * `--expose-gc` would).
+ */
+function exposedGc(): () => void {
+  setFlagsFromString('--expose-gc')
+  return runInNewContext('gc') as () => void
+}
+
+describe('the connection goes back to the pool, as with fetch', () => {
+  let server: TestServer
+  const received: Received[] = []
+  const held: Held[] = []
+  const big = Buffer.alloc(4 * 1024 * 1024, 97)
+
+  beforeAll(async () => {
+    server = await startServer((req: IncomingMessage, res: ServerResponse) => {
+      received.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: pairs(req.rawHeaders),
+        body: '',
+      })
+      if (req.url === '/205') res.writeHead(205, { 'content-length': '5' }).end('hello')
+      else if (req.url === '/big') res.end(big)
+      else res.end('ok')
+    })
+    await (await fetch(`${server.url}/warm`)).arrayBuffer()
+  })
+  afterAll(async () => {
+    await server.close()
+  })
+
+  /** A mesh on `server` whose calls share one connection: a call that keeps it stalls the next. */
+  async function oneConnection() {
+    const GlobalAgent = globalDispatcher().constructor as new (
+      o: object,
+    ) => UndiciDispatcher & {
+      close(): Promise<void>
+    }
+    const agent = new GlobalAgent({ connections: 1 })
+    const spy = {
+      seen: [] as string[],
+      dispatch(options: unknown, handler: object) {
+        spy.seen.push(handler.constructor.name)
+        return agent.dispatch(options, handler)
+      },
+    }
+    const { mesh, f } = meshOn(server)
+    await learn(f, spy)
+    const call = (path: string, headers?: Record<string, string>) =>
+      f(`http://svc${path}`, { dispatcher: spy, ...(headers ? { headers } : {}) } as Init)
+    return { mesh, agent, spy, call }
+  }
+
+  /** A call of a shape with one caller header, learnt first (its first call verifies it). */
+  async function f2(
+    call: (path: string, headers?: Record<string, string>) => Promise<Response>,
+    path: string,
+    headers: Record<string, string>,
+  ): Promise<Response> {
+    await (await call(path, headers)).arrayBuffer()
+    received.length = 0
+    return call(path, headers)
+  }
+
+  it('reads and drops the body of a 205, whose answer has none, and the next call goes through', async () => {
+    const { mesh, agent, spy, call } = await oneConnection()
+    const bare = await fetch(`${server.url}/205`)
+    const res = await call('/205')
+    expect(spy.seen.at(-1)).toBe('DirectCall')
+    expect([res.status, res.body]).toEqual([bare.status, bare.body])
+    const after = call('/after').then((r) => r.text())
+    expect(await within(after, 2000, 'the call after the 205')).toBe('ok')
+    await mesh.close()
+    await agent.close()
+  })
+
+  it("sends the mesh's deadline header once, in place of the caller's in any letter case", async () => {
+    const { mesh, agent, spy, call } = await oneConnection()
+    received.length = 0
+    const res = await f2(call, '/deadline', { 'X-Meshlet-Timeout-Ms': '5' })
+    expect(spy.seen.at(-1)).toBe('DirectCall')
+    await res.arrayBuffer()
+    const deadlines = received[0]!.headers.filter(([name]) => name.toLowerCase() === DEADLINE)
+    expect(deadlines).toHaveLength(1)
+    expect(Number(deadlines[0]![1])).toBeGreaterThan(5)
+    await mesh.close()
+    await agent.close()
+  })
+
+  it('cancels the body of an answer collected unread, so the next call gets the connection', async () => {
+    const gc = exposedGc()
+    const { mesh, agent, spy, call } = await oneConnection()
+    await (async () => {
+      const res = await call('/big') // dropped unread, at once
+      expect(res.status).toBe(200)
+    })()
+    expect(spy.seen.at(-1)).toBe('DirectCall')
+    const next = call('/after').then((r) => r.text())
+    let settled = false
+    void next.finally(() => {
+      settled = true
+    })
+    // The finalizer runs some time after a full collection: collect until the next call is answered.
+    for (let i = 0; i < 100 && !settled; i++) {
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    expect(await within(next, 1000, 'the call after the dropped answer')).toBe('ok')
+    await mesh.close()
+    await agent.close()
   })
 })

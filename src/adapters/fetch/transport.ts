@@ -200,7 +200,11 @@ class AttemptDispatcher {
     if (verify !== undefined) {
       // The first request of this attempt is what fetch makes of the caller's arguments.
       this.#verify = undefined
-      verify.shapes.set(verify.plan.shape, matchesDispatched(verify.plan, options, DEADLINE_HEADER))
+      // A mismatch is final; a match counts only for a shape not judged yet (calls of one shape
+      // may be verified side by side).
+      const { shape } = verify.plan
+      if (!matchesDispatched(verify.plan, options, DEADLINE_HEADER)) verify.shapes.set(shape, false)
+      else if (!verify.shapes.has(shape)) verify.shapes.set(shape, true)
     }
     const target = this.#dispatcher()
     if (this.#header !== undefined) options = addDeadlineHeader(options, this.#header)
@@ -404,7 +408,10 @@ export function fetchTransport(
     const shapes = traits.shapes
     if (shapes !== undefined && traits.dispatches === true) {
       const origin = originOf(endpoint)
-      const plan = origin === undefined ? undefined : planDirect(origin, req.path, req.init)
+      const plan =
+        origin === undefined
+          ? undefined
+          : planDirect(origin, req.path, req.init, header === undefined ? undefined : DEADLINE_HEADER)
       if (plan !== undefined) {
         const known = shapes.get(plan.shape)
         if (known === true) return viaDirect(fetchFn, url, plan, req, ctx, header, traits)

@@ -26,6 +26,7 @@ export interface Dispatcher {
 /** A dispatcher whose requests can all be ended at once (the transport's attempt dispatcher). */
 export interface CancellableDispatcher extends Dispatcher {
   cancel(reason: unknown): void
+  readonly isMockActive?: boolean | undefined
 }
 
 /** What one direct attempt needs besides its plan. */
@@ -52,26 +53,17 @@ const REDIRECT = new Set([301, 302, 303, 307, 308])
 /** How many bytes the body stream holds before it stops reading the socket. */
 const BODY_HIGH_WATER_MARK = 64 * 1024
 
-/** The URL each direct answer reports (a `Response` cannot be constructed with one). */
-const URLS = new WeakMap<Response, string>()
-
 /**
- * What makes a constructed `Response` report what fetch's would: `url` and `type: 'basic'` (the
- * two members the constructor cannot set), kept by `clone()`. Own accessors on the instance, so
- * that the answer stays a plain `Response` (its prototype and `constructor` are fetch's).
+ * What makes a constructed `Response` report what fetch's would: `type: 'basic'` and a `clone`
+ * that keeps it and `url` (which {@link fetched} sets: the two members the constructor cannot
+ * set). Own properties of the instance, so that the answer stays a plain `Response` (its
+ * prototype and `constructor` are fetch's).
  */
 const AS_FETCHED: PropertyDescriptorMap = {
-  url: {
-    get(this: Response) {
-      return URLS.get(this) ?? ''
-    },
-    configurable: true,
-  },
   type: { value: 'basic', configurable: true },
   clone: {
     value(this: Response) {
-      const copy = Response.prototype.clone.call(this)
-      return fetched(copy, URLS.get(this) ?? '')
+      return fetched(Response.prototype.clone.call(this), this.url)
     },
     configurable: true,
     writable: true,
@@ -79,9 +71,15 @@ const AS_FETCHED: PropertyDescriptorMap = {
 }
 
 function fetched(res: Response, url: string): Response {
-  URLS.set(res, url)
+  Object.defineProperty(res, 'url', { value: url, configurable: true })
   return Object.defineProperties(res, AS_FETCHED)
 }
+
+/**
+ * fetch cancels the body of an answer that is garbage-collected unread (undici's
+ * `streamRegistry`), so that its connection goes back to the pool; the direct path does the same.
+ */
+const collected = new FinalizationRegistry<DirectCall>((call) => call.collected())
 
 /**
  * Whether a header value passes through the `Headers` of a constructed `Response` unchanged:
@@ -114,7 +112,11 @@ export function sendDirect(plan: DirectPlan, attempt: DirectAttempt): Promise<Re
   return promise
 }
 
-type State = 'sending' | 'streaming' | 'handed-over' | 'ended'
+/**
+ * `draining`: an answer with a null-body status (a 205 may still carry bytes, which fetch reads
+ * and drops) whose exchange has not ended yet.
+ */
+type State = 'sending' | 'streaming' | 'draining' | 'handed-over' | 'ended'
 
 /** One direct attempt: the handler undici drives, and the body stream of a plain answer. */
 class DirectCall {
@@ -130,6 +132,12 @@ class DirectCall {
   #unlinkCancel: (() => void) | undefined = undefined
   #onCallerAbort: (() => void) | undefined = undefined
   #controller: ReadableByteStreamController | undefined = undefined
+  #body: ReadableStream<Uint8Array> | null = null
+  /**
+   * While the body streams, the token of the answer's registration in {@link collected} (not the
+   * answer itself, which this call must not keep alive).
+   */
+  #registration: object | undefined = undefined
   #resume: (() => void) | undefined = undefined
   #relay: Relay | undefined = undefined
 
@@ -153,7 +161,8 @@ class DirectCall {
     const plan = this.#plan
     const headers = plan.headers
     const header = this.#attempt.header
-    // The plan is made for this attempt alone: the header goes last, as the dispatcher path adds it.
+    // The plan is made for this attempt alone (without the caller's own spellings of the deadline
+    // header): the mesh's goes last, as the dispatcher path adds it.
     if (header !== undefined) (headers as Record<string, string>)[header[0]] = header[1]
     try {
       this.#attempt.dispatcher.dispatch(
@@ -193,12 +202,13 @@ class DirectCall {
   /** Drops the links to the caller's signal and the attempt's cancellation. */
   #finish(): void {
     this.#state = 'ended'
+    if (this.#registration !== undefined) {
+      collected.unregister(this.#registration)
+      this.#registration = undefined
+    }
     this.#unlinkCancel?.()
     this.#unlinkCancel = undefined
-    if (this.#onCallerAbort !== undefined) {
-      this.#attempt.signal!.removeEventListener('abort', this.#onCallerAbort)
-      this.#onCallerAbort = undefined
-    }
+    this.#unlinkCaller()
   }
 
   // --- undici's classic handler --------------------------------------------------------------
@@ -247,7 +257,10 @@ class DirectCall {
             { highWaterMark: BODY_HIGH_WATER_MARK },
           )
         }
-        res = fetched(new Response(body, { status, statusText, headers: pairs }), this.#plan.url)
+        res = fetched(
+          new Response(body, { status, statusText, headers: pairs }),
+          this.#plan.origin + this.#plan.path,
+        )
       } catch {
         // Whatever a constructed Response refuses and fetch takes is fetch's to answer.
         res = undefined
@@ -259,15 +272,27 @@ class DirectCall {
     this.#unlinkCancel?.()
     this.#unlinkCancel = undefined
     this.#resume = resume
-    if (body === null) this.#finish()
-    else this.#state = 'streaming'
+    if (body === null) {
+      // The exchange may still bring bytes (a 205 with a body): read and drop them, as fetch does.
+      this.#unlinkCaller()
+      this.#state = 'draining'
+    } else {
+      this.#state = 'streaming'
+      this.#body = body
+      this.#registration = {}
+      collected.register(res, this, this.#registration)
+    }
     this.resolve(res)
+    // Settled: a resolving function keeps its promise, and the promise the answer, alive.
+    this.resolve = noop
+    this.reject = noop
     return body === null || (this.#controller!.desiredSize ?? 0) > 0
   }
 
   onData(chunk: Buffer): boolean {
     const state = this.#state
     if (state === 'handed-over') return this.#relay!.onData(chunk)
+    if (state === 'draining') return true
     if (state !== 'streaming') return false
     const controller = this.#controller!
     // A copy, as fetch makes: the chunk is a view of the socket's buffer.
@@ -297,17 +322,31 @@ class DirectCall {
     this.#finish()
     // fetch's errors: a network error before the headers, `terminated` during the body.
     if (state === 'sending') this.reject(new TypeError('fetch failed', { cause: error }))
-    else this.#controller!.error(new TypeError('terminated', { cause: error }))
+    else if (state === 'streaming') this.#controller!.error(new TypeError('terminated', { cause: error }))
+  }
+
+  /**
+   * The answer was garbage-collected while its body streams: cancel the body unless a reader
+   * holds it (undici's condition for fetch's answers), which ends the request and its links.
+   */
+  collected(): void {
+    const body = this.#body
+    if (this.#state !== 'streaming' || body === null || body.locked) return
+    body.cancel(new DOMException('Response object has been garbage collected', 'AbortError')).catch(noop)
+  }
+
+  #unlinkCaller(): void {
+    if (this.#onCallerAbort !== undefined) {
+      this.#attempt.signal!.removeEventListener('abort', this.#onCallerAbort)
+      this.#onCallerAbort = undefined
+    }
   }
 
   // --- Handing an answer over to fetch ----------------------------------------------------------
 
   #handOver(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
     // fetch takes the caller's signal itself: no link of ours stays.
-    if (this.#onCallerAbort !== undefined) {
-      this.#attempt.signal!.removeEventListener('abort', this.#onCallerAbort)
-      this.#onCallerAbort = undefined
-    }
+    this.#unlinkCaller()
     this.#state = 'handed-over'
     const relay = new Relay(this.#abort)
     this.#relay = relay
@@ -364,6 +403,11 @@ export class Relay implements Dispatcher {
     this.#abort = abort
   }
 
+  /** Read by fetch to tell how to pass a body to the dispatcher (undici's `MockAgent`). */
+  get isMockActive(): boolean | undefined {
+    return this.#next?.isMockActive
+  }
+
   /** Where later hops go; set by the transport through {@link DirectAttempt.handover}. */
   set next(dispatcher: CancellableDispatcher) {
     this.#next = dispatcher
@@ -415,7 +459,11 @@ export class Relay implements Dispatcher {
     this.#cancelled = true
     this.#reason = reason
     this.#next?.cancel(reason)
-    if (this.#handler !== undefined && this.#events === undefined) this.#handler.onError(reason)
+    if (this.#handler !== undefined) {
+      // Replaying still: the events left are not delivered after the error.
+      if (this.#events !== undefined) this.#events.length = 0
+      this.#handler.onError(reason)
+    }
     this.#abort?.(reason)
   }
 

@@ -64,7 +64,7 @@ describe('planDirect predicts what Node fetch dispatches', () => {
         },
       },
     ],
-    ['a header named __proto__', '/x', { headers: { __proto__: 'x' } as unknown as Record<string, string> }],
+    ['a null-prototype record', '/x', { headers: Object.assign(Object.create(null), { 'x-a': '1' }) }],
     ['redirect follow, said explicitly', '/x', { redirect: 'follow' }],
   ]
 
@@ -73,7 +73,8 @@ describe('planDirect predicts what Node fetch dispatches', () => {
     expect(plan).toBeDefined()
     const dispatched = await dispatchedByFetch(path, init)
     expect(matchesDispatched(plan!, dispatched, 'x-meshlet-timeout-ms')).toBe(true)
-    expect(plan!.url).toBe(new URL(ORIGIN + path).href)
+    // What the answer reports as its URL, as fetch's would.
+    expect(plan!.origin + plan!.path).toBe(new URL(ORIGIN + path).href)
   })
 
   it.each<[string, RequestInit]>([
@@ -98,6 +99,24 @@ describe('planDirect predicts what Node fetch dispatches', () => {
     const view = new Uint16Array([1, 2, 3]).subarray(1)
     const bytes = planDirect(ORIGIN, '/x', { method: 'POST', body: view })?.body as Uint8Array
     expect([...bytes]).toEqual([...new Uint8Array(view.buffer, 2, 4)])
+  })
+
+  it("copies a byte body when the call is made, as fetch does, so later writes to the caller's buffer do not go out", () => {
+    const buf = Buffer.from('original')
+    const plan = planDirect(ORIGIN, '/x', { method: 'POST', body: buf })
+    buf.write('MUTATED!')
+    expect(Buffer.from(plan!.body as Uint8Array).toString()).toBe('original')
+  })
+
+  it("leaves out the caller's spellings of the header the transport replaces, and keeps it otherwise", async () => {
+    const init = { headers: { 'X-Meshlet-Timeout-Ms': '5', 'x-a': '1' } }
+    const replaced = planDirect(ORIGIN, '/x', init, 'x-meshlet-timeout-ms')!
+    expect(Object.keys(replaced.headers).map((h) => h.toLowerCase())).not.toContain('x-meshlet-timeout-ms')
+    const kept = planDirect(ORIGIN, '/x', init)!
+    expect(kept.headers['X-Meshlet-Timeout-Ms']).toBe('5')
+    const dispatched = await dispatchedByFetch('/x', init)
+    expect(matchesDispatched(replaced, dispatched, 'x-meshlet-timeout-ms')).toBe(true)
+    expect(matchesDispatched(kept, dispatched, 'x-meshlet-timeout-ms')).toBe(true)
   })
 
   it('gives calls of one shape one key, and calls of another another', () => {
@@ -127,6 +146,36 @@ describe('planDirect leaves to fetch what only fetch can tell', () => {
     ['two spellings of one name', '/x', { headers: { 'X-A': '1', 'x-a': '2' } }],
     ['a conditional request', '/x', { headers: { 'if-none-match': '"e"' } }],
     ['a range', '/x', { headers: { range: 'bytes=0-1' } }],
+    [
+      'an own __proto__ header (fetch drops it)',
+      '/x',
+      { headers: JSON.parse('{"__proto__":"a","x-b":"1"}') },
+    ],
+    ['a symbol key', '/x', { headers: { a: 'b', [Symbol('s')]: 'c' } as unknown as Record<string, string> }],
+    [
+      'an own Symbol.iterator',
+      '/x',
+      { headers: { a: 'b', [Symbol.iterator]: () => [][Symbol.iterator]() } as never },
+    ],
+    ['a non-enumerable header', '/x', { headers: Object.defineProperty({ a: 'b' }, 'c', { value: 'd' }) }],
+    ['an encoded dot segment', '/a/%2e%2E/b', {}],
+    ['a single encoded dot segment', '/a/%2e/b', {}],
+    ['an empty query', '/a?', {}],
+    [
+      'a SharedArrayBuffer body',
+      '/x',
+      { method: 'POST', body: new Uint8Array(new SharedArrayBuffer(2)) as unknown as BodyInit },
+    ],
+    [
+      'a resizable ArrayBuffer body',
+      '/x',
+      {
+        method: 'POST',
+        body: new (ArrayBuffer as unknown as new (n: number, o: object) => ArrayBuffer)(2, {
+          maxByteLength: 4,
+        }),
+      },
+    ],
     ['a sec-fetch-mode (fetch overwrites it)', '/x', { headers: { 'sec-fetch-mode': 'navigate' } }],
     ['a caller content-length', '/x', { method: 'POST', body: 'x', headers: { 'content-length': '1' } }],
     ['a cache mode', '/x', { cache: 'no-store' }],

@@ -27,8 +27,6 @@ export interface DirectOptions {
 export interface DirectPlan extends DirectOptions {
   /** The body bytes or text (fetch's extraction of a string, bytes or `URLSearchParams`). */
   readonly body: string | Uint8Array | null
-  /** What fetch's own answer for this call would report as `url`. */
-  readonly url: string
   /**
    * The call's shape: method, body kind, scheme and which of fetch's default headers the caller
    * set. Calls of one shape get the same treatment from fetch, so one verified call vouches for
@@ -83,6 +81,23 @@ type DefaultName = keyof typeof DEFAULTS
 
 /** A header name as fetch accepts it (an RFC 9110 token). */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+/**
+ * A copy of a buffer source's bytes, as fetch takes one; `undefined` for what fetch refuses or
+ * reads otherwise (a shared, resizable or detached buffer).
+ */
+function copyOf(source: ArrayBuffer | ArrayBufferView): Uint8Array | undefined {
+  const buffer = source instanceof ArrayBuffer ? source : source.buffer
+  if (!(buffer instanceof ArrayBuffer)) return undefined // a SharedArrayBuffer
+  const b = buffer as ArrayBuffer & { resizable?: boolean; detached?: boolean }
+  if (b.resizable === true || b.detached === true) return undefined
+  try {
+    if (source instanceof ArrayBuffer) return new Uint8Array(source.slice(0))
+    return new Uint8Array(buffer.slice(source.byteOffset, source.byteOffset + source.byteLength))
+  } catch {
+    return undefined // detached (slice throws): fetch's own TypeError
+  }
+}
 /**
  * A header value fetch sends unchanged: Latin-1 without NUL, CR or LF, and no leading or
  * trailing whitespace (which fetch would strip).
@@ -94,19 +109,27 @@ const PLAIN_VALUE = /^(?:[^\0\r\n\t \u0100-\uffff](?:[^\0\r\n\u0100-\uffff]*[^\0
  * URL encodes).
  */
 const PLAIN_PATH = /^\/[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*$/
-const DOT_SEGMENT = /\/\.\.?(?:[/?]|$)/
+/** A `.` or `..` segment, literal or percent-encoded, which the URL parser resolves. */
+const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:[/?]|$)/i
 
 /**
  * The plan for sending `init` to `origin + path` directly, or `undefined` when only fetch can
  * tell what it would send. `origin` must be one that {@link directOrigin} accepts (the transport
- * checks each endpoint's once).
+ * checks each endpoint's once). A caller header named `replaced` (any letter case) is left out:
+ * the transport sends its own value under that name.
  */
-export function planDirect(origin: string, path: string, init: RequestInit): DirectPlan | undefined {
+export function planDirect(
+  origin: string,
+  path: string,
+  init: RequestInit,
+  replaced?: string,
+): DirectPlan | undefined {
   for (const key in init) {
     if (!UNDERSTOOD.has(key) && (init as Record<string, unknown>)[key] !== undefined) return undefined
   }
   if (init.redirect !== undefined && init.redirect !== 'follow') return undefined
-  if (!PLAIN_PATH.test(path) || DOT_SEGMENT.test(path)) return undefined
+  // An empty query (`/a?`) is dispatched without its `?`, but reported with it.
+  if (!PLAIN_PATH.test(path) || DOT_SEGMENT.test(path) || path.endsWith('?')) return undefined
 
   let method = init.method ?? 'GET'
   if (!METHODS.has(method)) {
@@ -124,14 +147,11 @@ export function planDirect(origin: string, path: string, init: RequestInit): Dir
       body = given
       bodyKind = 'text'
       contentType = 'text/plain;charset=UTF-8'
-    } else if (given instanceof Uint8Array) {
-      body = given
-      bodyKind = 'bytes'
-    } else if (given instanceof ArrayBuffer) {
-      body = new Uint8Array(given)
-      bodyKind = 'bytes'
-    } else if (ArrayBuffer.isView(given)) {
-      body = new Uint8Array(given.buffer, given.byteOffset, given.byteLength)
+    } else if (given instanceof ArrayBuffer || ArrayBuffer.isView(given)) {
+      // A copy, made now as fetch makes it: the caller may change its bytes once the call is made.
+      const bytes = copyOf(given)
+      if (bytes === undefined) return undefined
+      body = bytes
       bodyKind = 'bytes'
     } else if (given instanceof URLSearchParams) {
       body = given.toString()
@@ -150,31 +170,39 @@ export function planDirect(origin: string, path: string, init: RequestInit): Dir
     const proto: unknown = Object.getPrototypeOf(callerHeaders)
     if (proto !== Object.prototype && proto !== null) return undefined // Headers, pairs: fetch's
     const record = callerHeaders as Record<string, unknown>
-    const seen = new Set<string>()
-    for (const name of Object.keys(record)) {
+    // fetch reads a record's own keys, symbols and non-enumerable ones included (and a symbol
+    // key, such as an own `Symbol.iterator`, changes how it reads it): only plain ones here.
+    const names = Object.keys(record)
+    if (Reflect.ownKeys(record).length !== names.length) return undefined
+    let seen: string[] | undefined
+    for (const name of names) {
       const value = record[name]
       if (typeof value !== 'string' || !TOKEN.test(name) || !PLAIN_VALUE.test(value)) return undefined
       const lower = name.toLowerCase()
-      if (seen.has(lower) || THROUGH_FETCH.has(lower)) return undefined // combined, or fetch's to rule on
-      seen.add(lower)
+      if (lower === replaced) continue // the transport sends its own value
+      if (name === '__proto__') return undefined // an own `__proto__` (from JSON.parse): fetch drops it
+      if (THROUGH_FETCH.has(lower)) return undefined // fetch's to rule on
+      if (seen === undefined) seen = [lower]
+      else if (seen.includes(lower))
+        return undefined // fetch would combine the two
+      else seen.push(lower)
       const bit = DEFAULTS[lower as DefaultName]
       if (bit !== undefined) set |= bit
       headers[name] = value
     }
   }
 
-  const add = (name: DefaultName, value: string) => {
-    if ((set & DEFAULTS[name]) === 0) headers[name] = value
-  }
-  if (contentType !== undefined) add('content-type', contentType)
-  add('accept', '*/*')
-  add('accept-language', '*')
+  if (contentType !== undefined && (set & DEFAULTS['content-type']) === 0)
+    headers['content-type'] = contentType
+  if ((set & DEFAULTS.accept) === 0) headers.accept = '*/*'
+  if ((set & DEFAULTS['accept-language']) === 0) headers['accept-language'] = '*'
   if (body !== null) headers['content-length'] = String(byteLength(body))
   else if (method === 'POST' || method === 'PUT') headers['content-length'] = '0'
   headers['sec-fetch-mode'] = 'cors'
-  add('user-agent', 'node')
+  if ((set & DEFAULTS['user-agent']) === 0) headers['user-agent'] = 'node'
   const https = origin.charCodeAt(4) === 115 /* s */
-  add('accept-encoding', https ? 'br, gzip, deflate' : 'gzip, deflate')
+  if ((set & DEFAULTS['accept-encoding']) === 0)
+    headers['accept-encoding'] = https ? 'br, gzip, deflate' : 'gzip, deflate'
 
   return {
     origin,
@@ -182,7 +210,6 @@ export function planDirect(origin: string, path: string, init: RequestInit): Dir
     method,
     headers,
     body,
-    url: origin + path,
     shape: `${method} ${bodyKind} ${https ? 's' : ''}${set}`,
   }
 }
@@ -223,15 +250,15 @@ function byteLength(body: string | Uint8Array): number {
 /**
  * Whether fetch dispatched exactly what `plan` predicts: origin, path, method, and the same
  * header names (letter case included) with the same values in the same order, leaving out
- * `ignored` (the deadline header the transport adds itself).
+ * `ignored` on both sides (the deadline header, which the transport sets itself).
  */
 export function matchesDispatched(plan: DirectOptions, dispatched: unknown, ignored: string): boolean {
+  const expected = Object.keys(plan.headers).filter((name) => name.toLowerCase() !== ignored)
   if (typeof dispatched !== 'object' || dispatched === null) return false
   const d = dispatched as { origin?: unknown; path?: unknown; method?: unknown; headers?: unknown }
   if (String(d.origin) !== plan.origin || d.path !== plan.path || d.method !== plan.method) return false
   const headers = d.headers
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) return false
-  const expected = Object.keys(plan.headers)
   let i = 0
   for (const name of Object.keys(headers)) {
     if (name.toLowerCase() === ignored) continue
