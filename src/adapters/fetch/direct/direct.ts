@@ -309,7 +309,7 @@ class DirectCall {
     if (state === 'ended') return
     this.#finish()
     if (state === 'streaming') closeStream(this.#controller!)
-    else this.reject(new TypeError('fetch failed')) // ended without headers: undici never does
+    else if (state === 'sending') this.reject(new TypeError('fetch failed')) // no headers: undici never does
   }
 
   onError(error: unknown): void {
