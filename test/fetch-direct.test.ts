@@ -1238,3 +1238,41 @@ describe('the connection goes back to the pool, as with fetch', () => {
     await agent.close()
   })
 })
+
+describe("undici's MockAgent as the global dispatcher", () => {
+  it('answers direct calls from its mocks, as it answers bare fetch', async () => {
+    const { MockAgent, getGlobalDispatcher, setGlobalDispatcher } = await import('undici')
+    const previous = getGlobalDispatcher()
+    const agent = new MockAgent()
+    agent.disableNetConnect()
+    const origin = 'http://127.0.0.1:65000' // nothing listens: only the mock can answer
+    agent
+      .get(origin)
+      .intercept({ path: '/mocked', method: 'GET' })
+      .reply(200, 'from the mock', { headers: { 'x-mock': 'yes' } })
+      .persist()
+    setGlobalDispatcher(agent)
+    const mesh = createMesh({ services: { svc: { endpoints: [origin], retry: { attempts: 1 } } } })
+    try {
+      const f = withMesh(fetch, mesh)
+      const seen: string[] = []
+      const spy = {
+        dispatch(options: unknown, handler: object) {
+          seen.push(handler.constructor.name)
+          return getGlobalDispatcher().dispatch(options as never, handler as never)
+        },
+      }
+      const view = async (res: Response) => [res.status, res.url, res.headers.get('x-mock'), await res.text()]
+      const bare = await view(await fetch(`${origin}/mocked`))
+      for (let i = 0; i < 2; i++) await (await f('http://svc/mocked', { dispatcher: spy } as Init)).text()
+      const meshed = await view(await f('http://svc/mocked', { dispatcher: spy } as Init))
+      expect(seen.at(-1)).toBe('DirectCall')
+      expect(bare).toEqual([200, `${origin}/mocked`, 'yes', 'from the mock'])
+      expect(meshed).toEqual(bare)
+    } finally {
+      await mesh.close()
+      setGlobalDispatcher(previous)
+      await agent.close()
+    }
+  })
+})
