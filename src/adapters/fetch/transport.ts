@@ -473,7 +473,7 @@ function viaDirect(
   if (dispatcher === undefined) return viaDispatcher(fetchFn, url, req, ctx, header, traits, undefined)
   return sendDirect(plan, {
     dispatcher,
-    header: header === undefined ? undefined : [DEADLINE_HEADER, header],
+    header,
     cancel: ctx.cancel,
     signal: req.signal,
     handover: (relay: Relay) => {

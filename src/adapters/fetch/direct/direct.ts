@@ -15,6 +15,7 @@
  * used) and reports `url`, `redirected` and `type` itself, and the request is never sent twice.
  */
 import type { Cancellation } from '../../../core/cancel.js'
+import { DEADLINE_HEADER } from '../../../stages/deadline/propagation.js'
 import type { DirectPlan } from './plan.js'
 
 /** The part of undici's `Dispatcher` the direct path uses (the classic handler form). */
@@ -33,8 +34,8 @@ export interface CancellableDispatcher extends Dispatcher {
 export interface DirectAttempt {
   /** Where to send: the caller's `init.dispatcher`, else undici's global one. */
   readonly dispatcher: Dispatcher
-  /** The deadline header's name and value, or `undefined` for none. */
-  readonly header: readonly [name: string, value: string] | undefined
+  /** The value of the deadline header (`x-meshlet-timeout-ms`), or `undefined` for none. */
+  readonly header: string | undefined
   /** The attempt's cancellation (deadline, lost hedge, mesh closed): rejects the attempt with its reason. */
   readonly cancel: Cancellation
   /** The caller's signal: rejects with its reason, and errors the body after the headers. */
@@ -46,8 +47,8 @@ export interface DirectAttempt {
   readonly handover: (relay: Relay) => Promise<Response>
 }
 
-/** The statuses whose answer has no body in fetch. */
-const NULL_BODY = new Set([101, 103, 204, 205, 304])
+/** The final statuses whose answer has no body in fetch (informational ones never reach an answer). */
+const NULL_BODY = new Set([204, 205, 304])
 const REDIRECT = new Set([301, 302, 303, 307, 308])
 
 /** How many bytes the body stream holds before it stops reading the socket. */
@@ -163,7 +164,7 @@ class DirectCall {
     const header = this.#attempt.header
     // The plan is made for this attempt alone (without the caller's own spellings of the deadline
     // header): the mesh's goes last, as the dispatcher path adds it.
-    if (header !== undefined) (headers as Record<string, string>)[header[0]] = header[1]
+    if (header !== undefined) (headers as Record<string, string>)[DEADLINE_HEADER] = header
     try {
       this.#attempt.dispatcher.dispatch(
         {
