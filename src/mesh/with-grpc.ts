@@ -34,6 +34,7 @@ import {
   serviceOfTarget,
 } from '../adapters/grpc/request.js'
 import { emptyLike, grpcTransport } from '../adapters/grpc/transport.js'
+import { fitsUnaryLayer, type UnaryMethodDefinition, unaryMethod } from '../adapters/grpc/unary.js'
 import type { Clock } from '../core/clock.js'
 import type { Context } from '../core/context.js'
 import { UnknownServiceError } from '../core/errors.js'
@@ -57,6 +58,13 @@ export interface WithMeshGrpcOptions {
   readonly credentials?: object
   /** grpc-js channel options of the endpoint channels. Default `{}`. */
   readonly channelOptions?: Readonly<Record<string, unknown>>
+  /**
+   * Whether unary methods run on meshlet's own unary call layer (the steps of grpc-js's
+   * `makeUnaryRequest`, without its interceptor chain; decision D26) when neither the client nor
+   * the call has interceptors. Default `true`. `false`: every call goes through grpc-js's client
+   * layer, as calls with interceptors always do.
+   */
+  readonly directUnary?: boolean
 }
 
 /** Where a call goes: the destination's service and the handler its calls run. */
@@ -337,6 +345,46 @@ function serviceMethods(client: object): Record<string, unknown> | undefined {
 }
 
 /**
+ * The unary methods of the client's class, by the function that implements them (a method and
+ * its `originalName` alias share one): read from the class that owns the service definition
+ * (`makeClientConstructor`'s), not from a subclass.
+ */
+function unaryDefinitions(client: object): Map<unknown, UnaryMethodDefinition> {
+  const defs = new Map<unknown, UnaryMethodDefinition>()
+  for (let p: unknown = Object.getPrototypeOf(client); p !== null && p !== Object.prototype; ) {
+    const ctor = Object.hasOwn(p as object, 'constructor')
+      ? (p as { constructor: { service?: unknown } }).constructor
+      : undefined
+    if (
+      ctor !== undefined &&
+      Object.hasOwn(ctor, 'service') &&
+      ctor.service !== null &&
+      typeof ctor.service === 'object'
+    ) {
+      const proto = p as Record<string, unknown>
+      for (const [name, def] of Object.entries(
+        ctor.service as Record<string, UnaryMethodDefinition & GrpcMethodDefinitionLike>,
+      )) {
+        const fn = Object.hasOwn(proto, name) ? proto[name] : undefined
+        if (
+          typeof fn === 'function' &&
+          def &&
+          !def.requestStream &&
+          !def.responseStream &&
+          typeof def.path === 'string' &&
+          typeof def.requestSerialize === 'function' &&
+          typeof def.responseDeserialize === 'function'
+        )
+          defs.set(fn, def)
+      }
+      return defs
+    }
+    p = Object.getPrototypeOf(p)
+  }
+  return defs
+}
+
+/**
  * Wraps a grpc-js client (made by `makeClientConstructor`, `loadPackageDefinition` or generated
  * code) so that its calls to the gRPC service named by its target go through `mesh`: routed,
  * balanced over the service's endpoints, retried and hedged after gRFC A6, given the service's
@@ -473,6 +521,26 @@ export function withMeshGrpc<C extends GrpcClientLike>(
       if (typeof own === 'function' && typeof (client as Record<string, unknown>)[key] === 'function') {
         Object.defineProperty(wrapped, key, { value: own, writable: true, configurable: true })
       }
+    }
+  }
+  if (options.directUnary !== false && fitsUnaryLayer(client, slot)) {
+    // Unary methods on meshlet's unary layer (see adapters/grpc/unary.ts): each name whose
+    // function is the class's own (on the wrapper, or found through the client), not one a
+    // subclass or the application put in its place.
+    const defs = unaryDefinitions(client)
+    const names = new Set<string>()
+    for (let p: unknown = wrapped; p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p))
+      for (const key of Object.getOwnPropertyNames(p)) names.add(key)
+    for (const key of names) {
+      const fn = (wrapped as unknown as Record<string, unknown>)[key]
+      const def = defs.get(fn)
+      if (def === undefined) continue
+      const viaGrpc = fn as (...args: unknown[]) => unknown
+      Object.defineProperty(wrapped, key, {
+        value: unaryMethod(def, slot, viaGrpc),
+        writable: true,
+        configurable: true,
+      })
     }
   }
   return wrapped
