@@ -186,8 +186,9 @@ export const unary = (client: AnyClient, options?: () => grpc.CallOptions) => ()
 
 /**
  * Loopback gRPC, unary Echo: the bare grpc-js client (one channel), the same client class
- * wrapped with `withMesh` (the default stack; one mesh channel to the one endpoint), and
- * cockatiel's wrap around the bare client for reference.
+ * wrapped with `withMesh` (the default stack; one mesh channel to the one endpoint), the same
+ * with `directUnary: false` (grpc-js's client layer above the mesh), and cockatiel's wrap around
+ * the bare client for reference.
  */
 export async function loopbackGrpc(lib: Meshlet, options: LoopOptions): Promise<LoopResult[]> {
   const server = await startServer('grpc-server.ts')
@@ -196,6 +197,8 @@ export async function loopbackGrpc(lib: Meshlet, options: LoopOptions): Promise<
   const bare = new EchoClient(address, insecure) as AnyClient
   const mesh = lib.createMesh({ services: { echo: { protocol: 'grpc', endpoints: [address] } } })
   const wrapped = lib.withMesh(new EchoClient('echo', insecure) as AnyClient, mesh)
+  // The same stack with every unary call through grpc-js's own client layer (its interceptor chain).
+  const viaGrpcJs = lib.withMesh(new EchoClient('echo', insecure) as AnyClient, mesh, { directUnary: false })
   const policy = cockatielWrap()
   const bareCall = unary(bare)
   try {
@@ -205,6 +208,7 @@ export async function loopbackGrpc(lib: Meshlet, options: LoopOptions): Promise<
         // The bare client with the deadline meshlet gives every call by default (15 s).
         ['bare+deadline', unary(bare, () => ({ deadline: Date.now() + 15_000 }))],
         ['meshlet', unary(wrapped)],
+        ['meshlet via grpc-js', unary(viaGrpcJs)],
         ['cockatiel', () => policy.execute(bareCall)],
       ],
       options,
@@ -212,6 +216,7 @@ export async function loopbackGrpc(lib: Meshlet, options: LoopOptions): Promise<
   } finally {
     bare.close()
     wrapped.close()
+    viaGrpcJs.close()
     await mesh.close()
     await server.stop()
   }

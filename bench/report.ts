@@ -503,7 +503,9 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     'grpc-js server in another process (Echo `Unary`, test/fixtures/echo.proto); `bare` is the',
     'grpc-js client on one channel, `bare+deadline` the same with a 15 s deadline per call (what',
     'grpc-js itself charges for one), `meshlet` the same client class through `withMesh` (default',
-    'stack, so a 15 s deadline travels as `grpc-timeout`), `cockatiel` its wrap around the bare client.',
+    "stack, so a 15 s deadline travels as `grpc-timeout`; unary calls on meshlet's unary layer, D26),",
+    "`meshlet via grpc-js` the same with `directUnary: false` (grpc-js's client layer and interceptor",
+    'chain above the mesh), `cockatiel` its wrap around the bare client.',
     '',
   )
   for (const r of runs) {
@@ -514,7 +516,8 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
       '',
       `Errors: ${errors(r.grpc)}. meshlet / bare per round (min / median / max of ${r.grpc[0]?.roundRps?.length ?? 0}): ${roundSpread(r.grpc, 'bare')}. ` +
         `meshlet / bare+deadline: C=1 ${fixed(rpsRatio(r.grpc, 'meshlet', 'bare+deadline', 1), 3)}x, C=64 ${fixed(rpsRatio(r.grpc, 'meshlet', 'bare+deadline', 64), 3)}x ` +
-        '(a deadline costs the server too: grpc-js parses `grpc-timeout` and arms a timer per call).',
+        '(a deadline costs the server too: grpc-js parses `grpc-timeout` and arms a timer per call). ' +
+        `meshlet via grpc-js / bare: C=1 ${fixed(rpsRatio(r.grpc, 'meshlet via grpc-js', 'bare', 1), 3)}x, C=64 ${fixed(rpsRatio(r.grpc, 'meshlet via grpc-js', 'bare', 64), 3)}x.`,
       '',
     )
   }
