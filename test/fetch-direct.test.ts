@@ -1136,7 +1136,6 @@ function exposedGc(): () => void {
 describe('the connection goes back to the pool, as with fetch', () => {
   let server: TestServer
   const received: Received[] = []
-  const held: Held[] = []
   const big = Buffer.alloc(4 * 1024 * 1024, 97)
 
   beforeAll(async () => {
