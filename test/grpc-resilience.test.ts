@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createMesh, type Mesh, type MeshConfig, type MeshOptions } from '../src/index.js'
+import { createMesh, type Mesh, type MeshConfig, type MeshOptions, runWithDeadline } from '../src/index.js'
 import { withMeshGrpc } from '../src/mesh/with-grpc.js'
 import { ManualClock } from '../src/testing/index.js'
 import {
@@ -220,12 +220,48 @@ describe('deadlines and cancellation', () => {
     await s.waitForCancelled(1)
   })
 
-  it('sends the deadline upstream as the gRPC deadline', async () => {
+  it('with propagateDeadline true, sends the service timeout upstream as the gRPC deadline', async () => {
     const { s, left: leftOf } = await deadlineServer()
-    const { c } = client(grpcService([s.address], { timeout: '3s' }))
+    const { c } = client(grpcService([s.address], { timeout: '3s', propagateDeadline: true }))
     await call(c)
     expect(leftOf()).toBeGreaterThan(2500)
     expect(leftOf()).toBeLessThanOrEqual(3000)
+  })
+
+  it("keeps the service's own timeout local by default (D27), yet ends the call at it", async () => {
+    const deadlines: unknown[] = []
+    const s = await server({
+      Unary: (call, cb) => {
+        deadlines.push(call.getDeadline())
+        if (call.request.text !== 'stall') cb(null, { text: 'ok', index: 0, server: 's' })
+      },
+    })
+    const clock = new ManualClock({ wallStart: Date.now() })
+    const { c } = client(grpcService([s.address], { timeout: '300ms' }), { clock })
+    expect((await call(c)).error).toBeUndefined()
+    expect(deadlines).toEqual([Number.POSITIVE_INFINITY])
+    const stalled = call(c, 'stall')
+    await until(() => s.calls === 2)
+    await clock.advance(300)
+    expect((await stalled).error?.code).toBe(grpc.status.DEADLINE_EXCEEDED)
+    await s.waitForCancelled(1)
+  })
+
+  it("sends the caller's own deadline, and an inherited one, by default", async () => {
+    const { s, left: leftOf } = await deadlineServer()
+    const { c } = client(grpcService([s.address], { timeout: '30s' }))
+    // The caller's CallOptions.deadline, later than the service's timeout: the earlier travels.
+    await call(c, 'x', { deadline: Date.now() + 60_000 })
+    // (grpc-timeout is rounded up to the millisecond, and the server reads it on its wall clock.)
+    expect(leftOf()).toBeGreaterThan(29_000)
+    expect(leftOf()).toBeLessThanOrEqual(30_002)
+    await call(c, 'x', { deadline: Date.now() + 2000 })
+    expect(leftOf()).toBeGreaterThan(1500)
+    expect(leftOf()).toBeLessThanOrEqual(2002)
+    // A deadline inherited from the request being served (runWithDeadline) travels too.
+    await runWithDeadline(1000, () => call(c))
+    expect(leftOf()).toBeGreaterThan(500)
+    expect(leftOf()).toBeLessThanOrEqual(1002)
   })
 
   it('with propagateDeadline false, tells the server no deadline yet still ends the call at its own', async () => {

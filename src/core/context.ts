@@ -63,6 +63,13 @@ export class Context {
    * deadline, the attempt timeout, the breaker, the budget) use this instead of another read.
    */
   readonly startedAt: number
+  /**
+   * Whether the deadline is the mesh's own timeout alone (no caller, inherited or outer deadline
+   * was set): it ends the call here, and a transport that honours the mark (gRPC, whose
+   * `grpc-timeout` every server enforces) does not write it upstream (decision D27). `false`
+   * for every other deadline, and when there is none.
+   */
+  readonly localDeadline: boolean
   readonly #values: Entry | undefined
 
   private constructor(
@@ -74,6 +81,7 @@ export class Context {
     signal: AbortSignal | undefined,
     values: Entry | undefined,
     startedAt: number,
+    localDeadline: boolean,
   ) {
     this.clock = clock
     this.random = random
@@ -83,6 +91,7 @@ export class Context {
     this.signal = signal
     this.#values = values
     this.startedAt = startedAt
+    this.localDeadline = localDeadline
   }
 
   /**
@@ -99,6 +108,7 @@ export class Context {
       init.signal,
       undefined,
       init.startedAt ?? init.clock.now(),
+      false,
     )
   }
 
@@ -108,7 +118,17 @@ export class Context {
    * @internal
    */
   static root(clock: Clock, random: Random, cancel: Cancellation, signal: AbortSignal | undefined): Context {
-    return new Context(clock, random, Number.POSITIVE_INFINITY, 0, cancel, signal, undefined, clock.now())
+    return new Context(
+      clock,
+      random,
+      Number.POSITIVE_INFINITY,
+      0,
+      cancel,
+      signal,
+      undefined,
+      clock.now(),
+      false,
+    )
   }
 
   /** The value stored under `key`, or the key's default. */
@@ -134,11 +154,15 @@ export class Context {
         parent: this.#values,
       },
       this.startedAt,
+      this.localDeadline,
     )
   }
 
-  /** A copy with another deadline. */
-  withDeadline(deadline: number): Context {
+  /**
+   * A copy with another deadline; `local` marks it as the mesh's own timeout alone (see
+   * {@link localDeadline}). Default `false`.
+   */
+  withDeadline(deadline: number, local = false): Context {
     return new Context(
       this.clock,
       this.random,
@@ -148,6 +172,7 @@ export class Context {
       this.signal,
       this.#values,
       this.startedAt,
+      local,
     )
   }
 
@@ -162,6 +187,7 @@ export class Context {
       this.signal,
       this.#values,
       this.clock.now(),
+      this.localDeadline,
     )
   }
 
@@ -185,6 +211,7 @@ export class Context {
       this.signal,
       this.#values,
       this.startedAt,
+      this.localDeadline,
     )
   }
 

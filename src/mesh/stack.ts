@@ -64,6 +64,12 @@ export interface StackParts<Req, Res> {
   /** Makes the fallback answer, when the service has one. */
   readonly fallback: ((req: Req, error: unknown) => Res | Promise<Res>) | undefined
   readonly events: Events
+  /**
+   * Whether the service's own `timeout`, when it is a call's only deadline, stays local (not
+   * told upstream; the gRPC stack sets it unless `propagateDeadline` is `true`, decision D27).
+   * Default `false`.
+   */
+  readonly localTimeout?: boolean
 }
 
 /** A hedge delay from config: ms, or `'p95'` for a percentile of recent latency. */
@@ -105,7 +111,7 @@ export function serviceStages<Req, Res>(parts: StackParts<Req, Res>): Middleware
   stages.push(
     // deadline: the whole-call budget, set before retries so every try shares it. A number on
     // the context, not a timer: the attempt timeout below arms the only timer.
-    deadline({ timeout: config.timeout }),
+    deadline({ timeout: config.timeout, local: parts.localTimeout === true }),
   )
   if (parts.bulkhead) {
     // bulkhead: inside the deadline (which bounds the queue wait), outside retry: one permit per

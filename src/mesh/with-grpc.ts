@@ -249,6 +249,9 @@ function buildGrpcStack(
       faultCall: f?.scope === 'call' ? faultStage : undefined,
       faultAttempt: f?.scope === 'attempt' ? faultStage : undefined,
       events: m.events,
+      // The mesh's own timeout is not written into grpc-timeout unless asked (D27); the
+      // caller's CallOptions.deadline and inherited deadlines still are.
+      localTimeout: config.propagateDeadline !== true,
     },
     pt.transport,
   )
@@ -454,7 +457,7 @@ export function withMeshGrpc<C extends GrpcClientLike>(
         kind: call.kind,
         metadata: call.metadata,
         io: call,
-        propagateDeadline: dest.svc.config.propagateDeadline,
+        propagateDeadline: dest.svc.config.propagateDeadline !== false,
       }
       return m.invoke(dest.handler, req, undefined)
     },

@@ -151,7 +151,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
       }
       let req: HttpRequest
       try {
-        req = toHttpRequest(own.name, target.path, input, init, own.config.propagateDeadline)
+        req = toHttpRequest(own.name, target.path, input, init, own.config.propagateDeadline !== false)
       } catch (error) {
         return Promise.reject(error)
       }
@@ -170,7 +170,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
   ): Promise<Response> => {
     let req: HttpRequest
     try {
-      req = toHttpRequest(own?.name ?? host, path, input, init, own?.config.propagateDeadline ?? true)
+      req = toHttpRequest(own?.name ?? host, path, input, init, own?.config.propagateDeadline !== false)
     } catch (error) {
       return Promise.reject(error)
     }
@@ -192,7 +192,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
     const dest = snapshot.destinations.get(destinationKey(destination.service, destination.subset))
     if (dest === undefined) return Promise.reject(new UnknownServiceError(destination.service))
     const routedReq = rewriteRequest(
-      { ...req, propagateDeadline: dest.config.propagateDeadline },
+      { ...req, propagateDeadline: dest.config.propagateDeadline !== false },
       dest.service,
       route.requestHeaders,
       route.rewrite,

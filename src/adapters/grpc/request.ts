@@ -59,8 +59,10 @@ export interface GrpcRequest {
   /** @internal The caller's side of the call. */
   readonly io: GrpcCallIo
   /**
-   * Whether a unary attempt sends `grpc-timeout` (the service's `propagateDeadline`; absent
-   * means `true`). Streaming attempts always send it: grpc-js enforces their deadline.
+   * Whether a unary attempt may send `grpc-timeout` (`false` when the service's
+   * `propagateDeadline` is `false`; absent means `true`). A deadline that is the mesh's own
+   * timeout alone (`ctx.localDeadline`) is not sent either. Streaming attempts always send it:
+   * grpc-js enforces their deadline.
    */
   readonly propagateDeadline?: boolean
 }

@@ -13,7 +13,8 @@
  *   `hedge.delay` (absent: 0), `nonFatalStatusCodes` -> `retry.retryableStatusCodes` (the one
  *   classifier: A6 allows a retry or a hedging policy per method, never both), and
  *   `retry.attempts: 1`, since A6 makes no retry after all hedges failed.
- * - `timeout` -> `timeout`; `retryThrottling` -> `retry.budget` of kind `throttling`; without it,
+ * - `timeout` -> `timeout` with `propagateDeadline: true` (grpc-js sends a method config's
+ *   timeout as `grpc-timeout`; meshlet's own timeouts stay local otherwise, D27); `retryThrottling` -> `retry.budget` of kind `throttling`; without it,
  *   `retry.budget.kind: 'none'`, since grpc-js limits retries by nothing else.
  * - `loadBalancingConfig` (or the older `loadBalancingPolicy`): the first policy meshlet has,
  *   as gRPC picks the first it supports: `round_robin` -> `'round-robin'`,
@@ -38,6 +39,8 @@ export interface GrpcServiceConfigPatch {
   protocol: 'grpc'
   /** The whole call's deadline, ms. */
   timeout?: number
+  /** `true` with a `timeout`: grpc-js sends a method config's timeout as `grpc-timeout`, so meshlet does too (D27). */
+  propagateDeadline?: true
   loadBalancer?: 'round-robin' | 'least-request'
   retry?: {
     attempts?: number
@@ -308,7 +311,10 @@ function translateMethodConfig(
     const ms = durationMs(entry.timeout)
     if (ms === undefined)
       unsupported.push(`${path}.timeout: invalid duration ${JSON.stringify(entry.timeout)}`)
-    else service.timeout = ms
+    else {
+      service.timeout = ms
+      service.propagateDeadline = true
+    }
   }
   if (entry.retryPolicy !== undefined && entry.hedgingPolicy !== undefined) {
     unsupported.push(

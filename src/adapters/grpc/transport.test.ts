@@ -120,6 +120,19 @@ describe('grpcTransport', () => {
     expect(res.peer).toBe('10.0.0.1:50051')
   })
 
+  it("sends no grpc-timeout, and gives grpc-js no deadline, for the mesh's own timeout alone (ctx.localDeadline)", async () => {
+    const { pool, calls } = fakePool()
+    await pool.load()
+    const transport = grpcTransport(pool)
+    const ctx = context(new ManualClock(), 1500)
+    const pending = transport(request('unary', new grpc.Metadata()), ctx.withDeadline(ctx.deadline, true))
+    const seen = calls[0]!
+    expect(seen.deadline).toBe(Number.POSITIVE_INFINITY)
+    expect(seen.metadata!.get('grpc-timeout')).toEqual([])
+    seen.listener!.onReceiveStatus(ok(new grpc.Metadata()))
+    expect((await pending).status?.code).toBe(0)
+  })
+
   it('adds grpc-previous-rpc-attempts next to grpc-timeout on a retry, in one copy', async () => {
     const { pool, calls } = fakePool()
     await pool.load()

@@ -147,11 +147,12 @@ function attempt(
       // `grpc-timeout` it would send). A streaming attempt outlives the pipeline once committed,
       // and a parent call may shorten the deadline (grpc-js takes the earlier): those keep
       // grpc-js's deadline.
-      // With `propagateDeadline: false` a unary attempt sends none: meshlet's timer alone ends it.
+      // With `propagateDeadline: false`, or a deadline that is the mesh's own timeout alone
+      // (`ctx.localDeadline`, D27), a unary attempt sends none: meshlet's timer alone ends it.
       const own = deadlineAsMetadata && kind === 'unary' && io.parent == null
-      const header =
-        own && req.propagateDeadline !== false ? grpcTimeout(ctx.deadline - ctx.startedAt) : undefined
-      if (!own || (header === undefined && req.propagateDeadline !== false)) deadline = grpcDeadline(ctx)
+      const send = req.propagateDeadline !== false && !ctx.localDeadline
+      const header = own && send ? grpcTimeout(ctx.deadline - ctx.startedAt) : undefined
+      if (!own || (header === undefined && send)) deadline = grpcDeadline(ctx)
       else if (header !== undefined) {
         if (metadata === io.metadata) metadata = metadata.clone()
         metadata.set(GRPC_TIMEOUT_KEY, header)

@@ -85,7 +85,7 @@ describe('parseConfig', () => {
           healthCheck: undefined,
           concurrency: undefined,
           fallback: undefined,
-          propagateDeadline: true,
+          propagateDeadline: undefined,
         },
       },
     })
@@ -131,7 +131,7 @@ describe('parseConfig', () => {
           healthCheck: undefined,
           concurrency: undefined,
           fallback: undefined,
-          propagateDeadline: true,
+          propagateDeadline: undefined,
         },
       },
     })

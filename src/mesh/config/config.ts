@@ -561,10 +561,14 @@ const service = transform(
      * `x-meshlet-timeout-ms` header for HTTP, as `grpc-timeout` for gRPC unary calls (gRPC
      * streams, calls with a `parent` and channels with a `grpc.service_config` always send it,
      * since grpc-js then enforces the deadline itself). With `false` the client still ends
-     * the call at its deadline; the upstream just is not told. Default `true`.
+     * the call at its deadline; the upstream just is not told. Default (unset): HTTP sends
+     * every deadline; gRPC sends the caller's (`CallOptions.deadline`), inherited and outer
+     * deadlines, and keeps the service's own `timeout` local when it is the call's only
+     * deadline, as Envoy does with its route timeout (decision D27). `true`: that timeout is
+     * sent too.
      */
-    propagateDeadline: optional(boolean(), true).describe(
-      'Whether the time left travels to the upstream (x-meshlet-timeout-ms for HTTP, grpc-timeout for gRPC unary calls).',
+    propagateDeadline: optional(boolean()).describe(
+      "Whether the time left travels to the upstream (x-meshlet-timeout-ms for HTTP, grpc-timeout for gRPC unary calls). Default: HTTP always; gRPC all but the service's own timeout alone; true: that too.",
     ),
   }),
   (s, issue) => {

@@ -18,6 +18,39 @@ function recorder() {
 }
 
 describe('deadline', () => {
+  it("marks its own timeout local (with local: true) only when it is the call's only deadline", async () => {
+    const { clock, ctx } = fixture()
+    const seen: [number, boolean][] = []
+    const handler = async (_req: unknown, c: Context) => {
+      seen.push([c.deadline, c.localDeadline])
+      return 'ok'
+    }
+    const h = chain([deadline({ timeout: 500, local: true })], handler)
+    await h({}, ctx)
+    // An outer deadline (the caller's), later or earlier, and an inherited one are not local.
+    await h({}, ctx.withDeadline(800))
+    await h({}, ctx.withDeadline(200))
+    await runWithDeadline(900, () => h({}, ctx), clock)
+    // A retry's context keeps the mark.
+    await h({}, ctx.withAttempt(1))
+    expect(seen).toEqual([
+      [500, true],
+      [500, false],
+      [200, false],
+      [500, false],
+      [500, true],
+    ])
+    // Without local: true nothing is marked.
+    const plain = chain([deadline({ timeout: 500 })], handler)
+    await plain({}, ctx)
+    expect(seen.at(-1)).toEqual([500, false])
+    // The mark survives the copies stages make.
+    const local = ctx.withDeadline(100, true)
+    expect(
+      [local.withAttempt(2), local.restarted(), local.withCancel(local.cancel)].map((c) => c.localDeadline),
+    ).toEqual([true, true, true])
+  })
+
   it('sets the deadline timeout ms from when the call started, without reading the clock', async () => {
     const { clock, ctx } = fixture()
     await clock.advance(10)

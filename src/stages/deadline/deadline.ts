@@ -16,6 +16,13 @@ import { inheritedDeadline } from './propagation.js'
 export interface DeadlineOptions {
   /** Milliseconds for the whole call, every retry included. `0` or `Infinity`: no limit. */
   readonly timeout: number
+  /**
+   * Whether this stage's own timeout, when it is the call's only deadline (no caller, inherited
+   * or outer one), is marked local on the context (`ctx.localDeadline`): it still ends the call,
+   * but a transport that honours the mark does not tell the upstream (decision D27). Default
+   * `false`.
+   */
+  readonly local?: boolean
 }
 
 /**
@@ -28,13 +35,19 @@ export interface DeadlineOptions {
  */
 export function deadline<Req, Res>(options: DeadlineOptions): Middleware<Req, Res> {
   const timeout = options.timeout > 0 ? options.timeout : Number.POSITIVE_INFINITY
+  const local = options.local === true
   return (next) =>
     function deadlineStage(req, ctx) {
-      let d = inheritedDeadline(ctx.clock)
+      const inherited = inheritedDeadline(ctx.clock)
+      let d = inherited
       if (timeout !== Number.POSITIVE_INFINITY) {
         const own = ctx.startedAt + timeout
         if (own < d) d = own
       }
-      return next(req, d < ctx.deadline ? ctx.withDeadline(d) : ctx)
+      if (d >= ctx.deadline) return next(req, ctx)
+      // Local only when nothing but this timeout set a deadline at all.
+      const alone =
+        local && inherited === Number.POSITIVE_INFINITY && ctx.deadline === Number.POSITIVE_INFINITY
+      return next(req, ctx.withDeadline(d, alone))
     }
 }
