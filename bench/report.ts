@@ -503,7 +503,7 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     'grpc-js server in another process (Echo `Unary`, test/fixtures/echo.proto); `bare` is the',
     'grpc-js client on one channel, `bare+deadline` the same with a 15 s deadline per call (what',
     'grpc-js itself charges for one), `meshlet` the same client class through `withMesh` (default',
-    "stack, so a 15 s deadline travels as `grpc-timeout`; unary calls on meshlet's unary layer, D26),",
+    "stack: its 15 s timeout ends calls in meshlet and is not sent, D27; unary calls on meshlet's unary layer, D26),",
     "`meshlet via grpc-js` the same with `directUnary: false` (grpc-js's client layer and interceptor",
     'chain above the mesh), `cockatiel` its wrap around the bare client.',
     '',
