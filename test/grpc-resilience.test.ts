@@ -228,25 +228,6 @@ describe('deadlines and cancellation', () => {
     expect(leftOf()).toBeLessThanOrEqual(3000)
   })
 
-  it("keeps the service's own timeout local by default (D27), yet ends the call at it", async () => {
-    const deadlines: unknown[] = []
-    const s = await server({
-      Unary: (call, cb) => {
-        deadlines.push(call.getDeadline())
-        if (call.request.text !== 'stall') cb(null, { text: 'ok', index: 0, server: 's' })
-      },
-    })
-    const clock = new ManualClock({ wallStart: Date.now() })
-    const { c } = client(grpcService([s.address], { timeout: '300ms' }), { clock })
-    expect((await call(c)).error).toBeUndefined()
-    expect(deadlines).toEqual([Number.POSITIVE_INFINITY])
-    const stalled = call(c, 'stall')
-    await until(() => s.calls === 2)
-    await clock.advance(300)
-    expect((await stalled).error?.code).toBe(grpc.status.DEADLINE_EXCEEDED)
-    await s.waitForCancelled(1)
-  })
-
   it("sends the caller's own deadline, and an inherited one, by default", async () => {
     const { s, left: leftOf } = await deadlineServer()
     const { c } = client(grpcService([s.address], { timeout: '30s' }))
@@ -264,24 +245,30 @@ describe('deadlines and cancellation', () => {
     expect(leftOf()).toBeLessThanOrEqual(1002)
   })
 
-  it('with propagateDeadline false, tells the server no deadline yet still ends the call at its own', async () => {
-    const deadlines: unknown[] = []
-    const s = await server({
-      Unary: (call, cb) => {
-        deadlines.push(call.getDeadline())
-        if (call.request.text !== 'stall') cb(null, { text: 'ok', index: 0, server: 's' })
-      },
-    })
-    const clock = new ManualClock({ wallStart: Date.now() })
-    const { c } = client(grpcService([s.address], { timeout: '300ms', propagateDeadline: false }), { clock })
-    expect((await call(c)).error).toBeUndefined()
-    expect(deadlines).toEqual([Number.POSITIVE_INFINITY])
-    const stalled = call(c, 'stall')
-    await until(() => s.calls === 2)
-    await clock.advance(300)
-    expect((await stalled).error?.code).toBe(grpc.status.DEADLINE_EXCEEDED)
-    await s.waitForCancelled(1)
-  })
+  it.each([
+    ['unset (D27: the service timeout alone stays local)', {}],
+    ['false', { propagateDeadline: false }],
+  ] as const)(
+    'with propagateDeadline %s, tells the server no deadline yet still ends the call at its own',
+    async (_, extra) => {
+      const deadlines: unknown[] = []
+      const s = await server({
+        Unary: (call, cb) => {
+          deadlines.push(call.getDeadline())
+          if (call.request.text !== 'stall') cb(null, { text: 'ok', index: 0, server: 's' })
+        },
+      })
+      const clock = new ManualClock({ wallStart: Date.now() })
+      const { c } = client(grpcService([s.address], { timeout: '300ms', ...extra }), { clock })
+      expect((await call(c)).error).toBeUndefined()
+      expect(deadlines).toEqual([Number.POSITIVE_INFINITY])
+      const stalled = call(c, 'stall')
+      await until(() => s.calls === 2)
+      await clock.advance(300)
+      expect((await stalled).error?.code).toBe(grpc.status.DEADLINE_EXCEEDED)
+      await s.waitForCancelled(1)
+    },
+  )
 
   it("keeps the caller's metadata free of the deadline it sends, and reports the endpoint as the peer", async () => {
     const seen: string[] = []

@@ -254,51 +254,24 @@ describe("meshlet's unary call layer", () => {
     }
   })
 
-  it('reports a request that cannot be serialized as grpc-js does, and sends nothing', async () => {
+  it.each([
+    ['requestSerialize', 'Request message serialization failure: cannot do this', 0],
+    ['responseDeserialize', 'Response message parsing error: cannot do this', 1],
+  ] as const)('reports a %s failure as grpc-js does (%s); calls sent: %i', async (step, details, sent) => {
     const s = await server()
-    const failing = {
-      ...echoService,
-      Unary: {
-        ...echoService.Unary!,
-        requestSerialize: () => {
-          throw new Error('cannot write this')
-        },
-      },
+    const fail = () => {
+      throw new Error('cannot do this')
     }
+    const failing = { ...echoService, Unary: { ...echoService.Unary!, [step]: fail } }
     const Ctor = grpc.makeClientConstructor(failing, 'Echo')
     const r = await both(async (layer) => {
       const seen = await record(wrap(layer, s.address, Ctor), 'Unary', { text: 'a' })
       return { events: seen.events, error: errorView(seen.error) }
     })
-    expect(r.meshlet.error).toMatchObject({
-      code: grpc.status.INTERNAL,
-      details: 'Request message serialization failure: cannot write this',
-    })
+    expect(r.meshlet.error).toMatchObject({ code: grpc.status.INTERNAL, details })
     expect(r.meshlet).toEqual(r['grpc-js'])
-    expect(s.calls).toBe(0)
-  })
-
-  it('reports an answer that cannot be parsed as grpc-js does', async () => {
-    const s = await server()
-    const failing = {
-      ...echoService,
-      Unary: {
-        ...echoService.Unary!,
-        responseDeserialize: () => {
-          throw new Error('cannot read this')
-        },
-      },
-    }
-    const Ctor = grpc.makeClientConstructor(failing, 'Echo')
-    const r = await both(async (layer) => {
-      const seen = await record(wrap(layer, s.address, Ctor), 'Unary', { text: 'a' })
-      return { events: seen.events, error: errorView(seen.error) }
-    })
-    expect(r.meshlet.error).toMatchObject({
-      code: grpc.status.INTERNAL,
-      details: 'Response message parsing error: cannot read this',
-    })
-    expect(r.meshlet).toEqual(r['grpc-js'])
+    // A request that cannot be written is never sent, by either layer.
+    expect(s.calls).toBe(sent * LAYERS.length)
   })
 
   it('reports an OK status without a message as UNIMPLEMENTED, No message received', async () => {
