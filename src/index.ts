@@ -38,7 +38,13 @@ export {
   type GrpcServiceConfigTranslation,
 } from './adapters/grpc/service-config.js'
 export { GrpcStatus, type GrpcStatusName, type MeshStatus, statusOfError } from './adapters/grpc/status.js'
-export { type AbortListener, Cancellation, ChildCancellation, neverCancelled } from './core/cancel.js'
+export {
+  type AbortListener,
+  CallCancellation,
+  Cancellation,
+  ChildCancellation,
+  neverCancelled,
+} from './core/cancel.js'
 export { type Clock, systemClock, type TimerHandle } from './core/clock.js'
 export { Context, type ContextInit, type ContextKey, createContextKey } from './core/context.js'
 export {

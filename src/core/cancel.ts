@@ -6,6 +6,8 @@
  */
 
 /** Called with the reason when a {@link Cancellation} aborts. */
+import type { Clock, TimerHandle } from './clock.js'
+
 export type AbortListener = (reason: unknown) => void
 
 /** A one-shot, hierarchical cancellation: aborting a parent aborts its children. */
@@ -85,6 +87,41 @@ export class Cancellation {
   /** Throws the reason when aborted. */
   throwIfAborted(): void {
     if (this.#aborted) throw this.#reason
+  }
+}
+
+/**
+ * The token of a whole call, kept by an owner that calls {@link finish} once the call has
+ * settled (`Mesh.invoke` does): it can hold the call's one deadline timer, which the attempt
+ * timeout arms at the first attempt and every later attempt shares, so that no attempt needs a
+ * clean-up step of its own (decision D28). `finish` clears it.
+ */
+export class CallCancellation extends Cancellation {
+  #timer: TimerHandle | undefined = undefined
+  #clock: Clock | undefined = undefined
+  #timerAt = Number.NaN
+
+  /** When the held deadline timer fires (ms on its clock), or `NaN` when none is held. */
+  get timerAt(): number {
+    return this.#timerAt
+  }
+
+  /** Keeps `timer`, armed on `clock` for `at`, until {@link finish}. One per call: a second replaces nothing (returns `false`). */
+  holdTimer(clock: Clock, timer: TimerHandle, at: number): boolean {
+    if (this.#timer !== undefined) return false
+    this.#timer = timer
+    this.#clock = clock
+    this.#timerAt = at
+    return true
+  }
+
+  /** The call has settled: clears the deadline timer it holds, if any. */
+  finish(): void {
+    const timer = this.#timer
+    if (timer === undefined) return
+    this.#timer = undefined
+    this.#timerAt = Number.NaN
+    this.#clock!.clearTimer(timer)
   }
 }
 

@@ -2,6 +2,7 @@ import { describe, expect, expectTypeOf, it } from 'vitest'
 import type { HttpRequest } from '../adapters/fetch/request.js'
 import type { Context } from '../core/context.js'
 import { ConfigInvalidError, MeshError } from '../core/errors.js'
+import { settlesOnCancel } from '../core/handler.js'
 import { seededRandom } from '../core/random.js'
 import { ENDPOINT } from '../stages/balancer/endpoint.js'
 import { ManualClock } from '../testing/manual-clock.js'
@@ -45,6 +46,27 @@ describe('mesh on the manual clock', () => {
     expect(error).toBeInstanceOf(MeshError)
     expect(error).toMatchObject({ code: 'TIMEOUT', scope: 'call', service: 'users' })
     expect(cancelled).toEqual([2000])
+    expect(clock.pendingTimers).toBe(0)
+    await mesh.close()
+  })
+
+  it('holds one deadline timer per call around a transport that settles on cancel, gone once it settles (D28)', async () => {
+    const clock = new ManualClock()
+    // 10.0.0.1 answers 503 (retried onto 10.0.0.2, which answers 200), each after 10 virtual ms.
+    const { transport, calls } = virtualTransport((address) => (address.includes('10.0.0.1') ? 503 : 200))
+    const mesh = createMesh(
+      { services: { users: { ...services.users, loadBalancer: 'round-robin' } } },
+      { clock, random: seededRandom(1), httpTransport: settlesOnCancel(transport) },
+    )
+    const f = withMesh(fetch, mesh)
+    const p = f('http://users/api/1')
+    await Promise.resolve()
+    // The attempt's answer and the call's deadline: two timers.
+    expect(clock.pendingTimers).toBe(2)
+    await clock.advance(1000)
+    const res = await p
+    expect(res.status).toBe(200)
+    expect(calls.map((c) => c.address)).toEqual(['http://10.0.0.1:8080', 'http://10.0.0.2:8080'])
     expect(clock.pendingTimers).toBe(0)
     await mesh.close()
   })

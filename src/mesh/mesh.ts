@@ -5,7 +5,7 @@
  */
 
 import type { HttpRequest } from '../adapters/fetch/request.js'
-import { Cancellation } from '../core/cancel.js'
+import { CallCancellation, type Cancellation } from '../core/cancel.js'
 import { type Clock, systemClock } from '../core/clock.js'
 import { Context } from '../core/context.js'
 import { MeshClosedError } from '../core/errors.js'
@@ -316,6 +316,7 @@ export class Mesh {
   /** A call has settled: it leaves the in-flight set, and a draining `close` may finish. */
   #finish(cancel: InflightCall): void {
     cancel.unlink()
+    cancel.finish()
     if (--this.#inflightCount === 0 && this.#drained) {
       this.#drained()
       this.#drained = undefined
@@ -324,7 +325,7 @@ export class Mesh {
 }
 
 /** A call's root token, linked into the mesh's list of calls in flight (the list head is one too). */
-class InflightCall extends Cancellation {
+class InflightCall extends CallCancellation {
   prev: InflightCall = this
   next: InflightCall = this
 

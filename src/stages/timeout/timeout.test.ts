@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import type { Context } from '../../core/context.js'
+import { CallCancellation } from '../../core/cancel.js'
+import { Context } from '../../core/context.js'
 import { TimeoutError } from '../../core/errors.js'
 import { Events } from '../../core/events.js'
 import { chain, settlesOnCancel } from '../../core/handler.js'
+import { seededRandom } from '../../core/random.js'
+import { ManualClock } from '../../testing/manual-clock.js'
 import { deadline } from '../deadline/deadline.js'
 import { fixture } from '../test-kit.js'
 import { timeout } from './timeout.js'
@@ -156,5 +159,87 @@ describe('timeout and deadline', () => {
     })
     await h({}, ctx.withDeadline(100))
     expect(seen).toBe(100)
+  })
+})
+
+describe('timeout on a call token (CallCancellation, D28)', () => {
+  /** A call token as Mesh.invoke makes one, its context, and a transport that answers on demand. */
+  function call() {
+    const clock = new ManualClock()
+    const token = new CallCancellation()
+    const ctx = Context.create({ clock, random: seededRandom(1), cancel: token })
+    return { clock, token, ctx }
+  }
+
+  it('arms one timer for the whole call, shared by its retries, cleared by finish()', async () => {
+    const { clock, token, ctx } = call()
+    const attempts: Context[] = []
+    const h = chain(
+      [deadline({ timeout: 1000 }), timeout({})],
+      settlesOnCancel(async (_req: unknown, c: Context) => {
+        attempts.push(c)
+        return 'ok'
+      }),
+    )
+    expect(await h({}, ctx)).toBe('ok')
+    expect(token.timerAt).toBe(1000)
+    expect(clock.pendingTimers).toBe(1)
+    // A retry of the same call: same instant, no second timer.
+    expect(await h({}, ctx.withAttempt(1))).toBe('ok')
+    expect(clock.pendingTimers).toBe(1)
+    expect(attempts.map((c) => c.cancel)).toEqual([token, token])
+    token.finish()
+    expect(clock.pendingTimers).toBe(0)
+    expect(Number.isNaN(token.timerAt)).toBe(true)
+  })
+
+  it('at the deadline aborts the call token with TIMEOUT (scope call), which the transport rejects with, once', async () => {
+    const { clock, token, ctx } = call()
+    const { handler, cancelledAt } = stalled()
+    const timeouts: unknown[] = []
+    const events = new Events()
+    events.on('timeout', (e) => timeouts.push(e))
+    const h = chain(
+      [deadline({ timeout: 500 }), timeout({ service: 'users', events })],
+      settlesOnCancel(handler),
+    )
+    const settled = h({}, ctx).catch((e: unknown) => e)
+    await clock.advance(499)
+    expect(cancelledAt).toEqual([])
+    await clock.advance(1)
+    const error = await settled
+    expect(error).toBeInstanceOf(TimeoutError)
+    expect(error).toMatchObject({ scope: 'call', timeout: 500 })
+    expect(token.aborted).toBe(true)
+    expect(cancelledAt).toEqual([500])
+    expect(timeouts).toEqual([{ service: 'users', scope: 'call', timeout: 500 }])
+    // A later attempt of the expired call fails at once with the call's own error.
+    await expect(h({}, ctx.withAttempt(1))).rejects.toBe(error)
+    expect(timeouts).toHaveLength(1)
+    token.finish()
+    expect(clock.pendingTimers).toBe(0)
+  })
+
+  it('times an attempt itself when the call token holds a timer for another instant, and per-try limits always', async () => {
+    const { clock, token, ctx } = call()
+    const h = chain(
+      [timeout({ perTryTimeout: 200 })],
+      settlesOnCancel(async () => 'ok'),
+    )
+    // A per-try limit is the attempt's: nothing is left on the call token.
+    expect(await h({}, ctx.withDeadline(1000))).toBe('ok')
+    expect(Number.isNaN(token.timerAt)).toBe(true)
+    const callBound = chain(
+      [timeout({})],
+      settlesOnCancel(async () => 'ok'),
+    )
+    expect(await callBound({}, ctx.withDeadline(1000))).toBe('ok')
+    expect(token.timerAt).toBe(1000)
+    // Another deadline within the same call: this attempt arms and clears its own timer.
+    expect(await callBound({}, ctx.withDeadline(800))).toBe('ok')
+    expect(token.timerAt).toBe(1000)
+    expect(clock.pendingTimers).toBe(1)
+    token.finish()
+    expect(clock.pendingTimers).toBe(0)
   })
 })

@@ -5,6 +5,7 @@
  * `per_try_timeout`), so each try has its own limit while the deadline caps the total.
  */
 
+import { CallCancellation } from '../../core/cancel.js'
 import type { Clock, TimerHandle } from '../../core/clock.js'
 import type { Context } from '../../core/context.js'
 import { TimeoutError } from '../../core/errors.js'
@@ -126,8 +127,27 @@ function settlingTimeout<Req, Res>(
     const limit = limitOf(ctx, perTry)
     const callBound = limit === ctx.deadline
     if (limit <= now) return Promise.reject(new TimeoutError('call', 0, { service }))
-    const cancel = callBound ? undefined : ctx.cancel.child()
-    const target = cancel ?? ctx.cancel
+    const token = ctx.cancel
+    if (callBound && token instanceof CallCancellation) {
+      // The call's deadline, on a call token its owner finishes (Mesh.invoke): one timer for the
+      // whole call, armed by its first attempt and shared by the later ones, cleared when the
+      // call settles; the attempt needs no clean-up, so no promise of its own (D28).
+      if (token.timerAt === limit) return next(req, ctx)
+      if (Number.isNaN(token.timerAt)) {
+        const onCallExpiry = () => {
+          const error = new TimeoutError('call', limit - now, { service })
+          if (events?.has('timeout'))
+            events.emit('timeout', { service: service ?? '', scope: error.scope, timeout: error.timeout })
+          token.abort(error)
+        }
+        token.holdTimer(ctx.clock, arm(ctx.clock, onCallExpiry, limit), limit)
+        return next(req, ctx)
+      }
+      // A timer for another instant is held (a deadline that changed within the call): this
+      // attempt times itself, as below.
+    }
+    const cancel = callBound ? undefined : token.child()
+    const target = cancel ?? token
     const clock = ctx.clock
     let expired: TimeoutError | undefined
     const onExpiry = () => {
