@@ -5,9 +5,9 @@
  * own controller with {@link onAbort}; {@link signal} does the same for other APIs).
  */
 
-/** Called with the reason when a {@link Cancellation} aborts. */
 import type { Clock, TimerHandle } from './clock.js'
 
+/** Called with the reason when a {@link Cancellation} aborts. */
 export type AbortListener = (reason: unknown) => void
 
 /** A one-shot, hierarchical cancellation: aborting a parent aborts its children. */
