@@ -106,13 +106,15 @@ export class CallCancellation extends Cancellation {
     return this.#timerAt
   }
 
-  /** Keeps `timer`, armed on `clock` for `at`, until {@link finish}. One per call: a second replaces nothing (returns `false`). */
-  holdTimer(clock: Clock, timer: TimerHandle, at: number): boolean {
-    if (this.#timer !== undefined) return false
+  /**
+   * Keeps `timer`, armed on `clock` for `at`, until {@link finish}: one per call, so the caller
+   * holds one only while {@link timerAt} is `NaN` (a second is refused with an error).
+   */
+  holdTimer(clock: Clock, timer: TimerHandle, at: number): void {
+    if (this.#timer !== undefined) throw new Error('meshlet: this call already holds a deadline timer')
     this.#timer = timer
     this.#clock = clock
     this.#timerAt = at
-    return true
   }
 
   /** The call has settled: clears the deadline timer it holds, if any. */

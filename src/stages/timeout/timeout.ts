@@ -57,11 +57,7 @@ export function timeout<Req, Res>(options: TimeoutOptions = {}): Middleware<Req,
           if (done) return
           done = true
           cancel?.release()
-          const error = new TimeoutError(callBound ? 'call' : 'attempt', callBound ? limit - now : perTry, {
-            service,
-          })
-          if (events?.has('timeout'))
-            events.emit('timeout', { service: service ?? '', scope: error.scope, timeout: error.timeout })
+          const error = expiry(callBound, callBound ? limit - now : perTry, service, events)
           target.abort(error)
           reject(error)
         }
@@ -92,6 +88,19 @@ export function timeout<Req, Res>(options: TimeoutOptions = {}): Middleware<Req,
       })
     }
   }
+}
+
+/** The error of a limit that passed (scope `call` when it was the call's deadline), its `timeout` event emitted. */
+function expiry(
+  callBound: boolean,
+  ms: number,
+  service: string | undefined,
+  events: Events | undefined,
+): TimeoutError {
+  const error = new TimeoutError(callBound ? 'call' : 'attempt', ms, { service })
+  if (events?.has('timeout'))
+    events.emit('timeout', { service: service ?? '', scope: error.scope, timeout: error.timeout })
+  return error
 }
 
 /** The attempt's limit: the call's deadline, or its per-try limit from its start when earlier. */
@@ -135,10 +144,7 @@ function settlingTimeout<Req, Res>(
       if (token.timerAt === limit) return next(req, ctx)
       if (Number.isNaN(token.timerAt)) {
         const onCallExpiry = () => {
-          const error = new TimeoutError('call', limit - now, { service })
-          if (events?.has('timeout'))
-            events.emit('timeout', { service: service ?? '', scope: error.scope, timeout: error.timeout })
-          token.abort(error)
+          token.abort(expiry(true, limit - now, service, events))
         }
         token.holdTimer(ctx.clock, arm(ctx.clock, onCallExpiry, limit), limit)
         return next(req, ctx)
@@ -152,11 +158,7 @@ function settlingTimeout<Req, Res>(
     let expired: TimeoutError | undefined
     const onExpiry = () => {
       cancel?.release()
-      expired = new TimeoutError(callBound ? 'call' : 'attempt', callBound ? limit - now : perTry, {
-        service,
-      })
-      if (events?.has('timeout'))
-        events.emit('timeout', { service: service ?? '', scope: expired.scope, timeout: expired.timeout })
+      expired = expiry(callBound, callBound ? limit - now : perTry, service, events)
       target.abort(expired)
     }
     const timer = arm(clock, onExpiry, limit)
