@@ -105,7 +105,7 @@ describe('strategies', () => {
 
 describe('retries prefer endpoints not yet tried (previous_hosts)', () => {
   it('a retry after a failure on one endpoint goes to another', async () => {
-    const { ATTEMPTED } = await import('../../core/attempts.js')
+    const { ATTEMPTED, Attempted } = await import('../../core/attempts.js')
     const { ctx } = fixture(5)
     const eps = endpoints(3)
     const picked: string[] = []
@@ -119,7 +119,7 @@ describe('retries prefer endpoints not yet tried (previous_hosts)', () => {
     let repeats = 0
     for (let call = 0; call < 200; call++) {
       picked.length = 0
-      const callCtx = ctx.with(ATTEMPTED, [])
+      const callCtx = ctx.with(ATTEMPTED, new Attempted())
       await h({}, callCtx)
       await h({}, callCtx.withAttempt(1))
       if (picked[0] === picked[1]) repeats++

@@ -14,7 +14,7 @@
  * call, since endpoints are created without a clock. One input object per stage is reused for
  * every pick (picks are synchronous), so none of this allocates per call.
  */
-import { ATTEMPTED } from '../../core/attempts.js'
+import { ATTEMPTED, type Attempted } from '../../core/attempts.js'
 import type { Context } from '../../core/context.js'
 import { BulkheadFullError, NoHealthyEndpointError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
@@ -87,16 +87,16 @@ const REPICKS = 3
 function avoidTried(
   first: Endpoint,
   endpoints: readonly Endpoint[],
-  tried: readonly unknown[],
+  tried: Attempted,
   strategy: Strategy,
   ctx: Context,
   input: PickInput,
 ): Endpoint {
   for (let i = 0; i < REPICKS; i++) {
     const e = strategy.pick(endpoints, ctx.random, input)
-    if (e !== undefined && !tried.includes(e)) return e
+    if (e !== undefined && !tried.has(e)) return e
   }
-  const untried = endpoints.filter((e) => !tried.includes(e))
+  const untried = endpoints.filter((e) => !tried.has(e))
   if (untried.length === 0) return first
   return untried[Math.floor(ctx.random.next() * untried.length)]!
 }
@@ -108,7 +108,7 @@ function avoidTried(
 function withRoom(
   candidates: readonly Endpoint[],
   limit: number,
-  tried: readonly unknown[] | undefined,
+  tried: Attempted | undefined,
   random: Random,
 ): Endpoint | undefined {
   const n = candidates.length
@@ -118,7 +118,7 @@ function withRoom(
   for (let k = 0; k < n; k++) {
     const e = candidates[(start + k) % n]!
     if (e.pending >= limit) continue
-    const wasTried = tried !== undefined && tried.length > 0 && tried.includes(e)
+    const wasTried = tried?.has(e) === true
     if (
       best === undefined ||
       (bestTried && !wasTried) ||
@@ -160,9 +160,8 @@ function plainBalancer<Req, Res>(options: BalancerOptions<Req, Res>): Middleware
       if (endpoint === undefined) return Promise.reject(new NoHealthyEndpointError(service))
       const tried = ctx.get(ATTEMPTED)
       if (tried !== undefined) {
-        if (tried.length > 0 && tried.includes(endpoint))
-          endpoint = avoidTried(endpoint, endpoints, tried, strategy, ctx, input)
-        tried.push(endpoint)
+        if (tried.has(endpoint)) endpoint = avoidTried(endpoint, endpoints, tried, strategy, ctx, input)
+        tried.add(endpoint)
       }
       if (observe !== undefined) return observed(observe, endpoint, req, ctx, next)
       endpoint.pending++
@@ -280,8 +279,7 @@ function guardedBalancer<Req, Res>(
         )
       }
       const tried = ctx.get(ATTEMPTED)
-      if (tried !== undefined && tried.length > 0 && tried.includes(endpoint))
-        endpoint = avoidTried(endpoint, candidates, tried, strategy, ctx, input)
+      if (tried?.has(endpoint)) endpoint = avoidTried(endpoint, candidates, tried, strategy, ctx, input)
       if (perEndpoint > 0 && endpoint.pending >= perEndpoint) {
         const free = withRoom(candidates, perEndpoint, tried, ctx.random)
         if (free === undefined) {
@@ -291,7 +289,7 @@ function guardedBalancer<Req, Res>(
         }
         endpoint = free
       }
-      if (tried !== undefined) tried.push(endpoint)
+      if (tried !== undefined) tried.add(endpoint)
       const chosen = endpoint
       const recorder = health !== undefined && classify !== undefined && health.passive ? health : undefined
       if (recorder === undefined && observe !== undefined) return observed(observe, chosen, req, ctx, next)

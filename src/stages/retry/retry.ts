@@ -10,7 +10,7 @@
  * timeout, so each try gets its own limit. A retry that could only start after the deadline is
  * not made: the last outcome goes back at once (Envoy and Finagle do the same).
  */
-import { ATTEMPTED } from '../../core/attempts.js'
+import { ATTEMPTED, Attempted } from '../../core/attempts.js'
 import type { Context } from '../../core/context.js'
 import { RetryBudgetExhaustedError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
@@ -111,7 +111,7 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
 
     return function retryStage(req, ctx) {
       budget.deposit(ctx.startedAt)
-      const attemptCtx = attempts > 1 ? ctx.with(ATTEMPTED, []) : ctx
+      const attemptCtx = attempts > 1 ? ctx.with(ATTEMPTED, new Attempted()) : ctx
       let sent: Promise<Res>
       try {
         sent = next(req, attemptCtx)
