@@ -52,3 +52,44 @@ describe('Cancellation', () => {
     expect(neverCancelled.listenerCount).toBe(0)
   })
 })
+
+describe('Cancellation listeners', () => {
+  it('run in the order they were added, whether the first slot was freed or not', () => {
+    const c = new Cancellation()
+    const seen: string[] = []
+    const a = () => seen.push('a')
+    const offB = c.onAbort(() => seen.push('b'))
+    c.listen(a)
+    offB()
+    // 'a' waits in the array: a new listener must not jump ahead of it into the freed slot.
+    c.listen(() => seen.push('c'))
+    expect(c.listenerCount).toBe(2)
+    c.abort('x')
+    expect(seen).toEqual(['a', 'c'])
+    expect(c.listenerCount).toBe(0)
+  })
+
+  it('off removes one registration of a listener, wherever it is, and nothing else', () => {
+    const c = new Cancellation()
+    const seen: number[] = []
+    const fns = [0, 1, 2, 3].map((i) => () => seen.push(i))
+    for (const fn of fns) c.listen(fn)
+    c.off(fns[2]!)
+    c.off(fns[0]!)
+    c.off(() => {})
+    expect(c.listenerCount).toBe(2)
+    c.abort('x')
+    expect(seen).toEqual([1, 3])
+  })
+
+  it('listen on an aborted token runs at once and keeps nothing', () => {
+    const c = new Cancellation()
+    c.abort('why')
+    const seen: unknown[] = []
+    c.listen((r) => seen.push(r))
+    expect(seen).toEqual(['why'])
+    expect(c.listenerCount).toBe(0)
+    expect(neverCancelled.listen(() => seen.push('never'))).toBeUndefined()
+    expect(neverCancelled.listenerCount).toBe(0)
+  })
+})

@@ -14,7 +14,10 @@ export type AbortListener = (reason: unknown) => void
 export class Cancellation {
   #aborted = false
   #reason: unknown = undefined
-  #listeners: AbortListener[] | undefined = undefined
+  // The first listener has a field of its own: most tokens only ever hold one at a time, and an
+  // array for it would be an allocation per call.
+  #first: AbortListener | undefined = undefined
+  #rest: AbortListener[] | undefined = undefined
   #signal: AbortSignal | undefined = undefined
 
   /** True once {@link abort} has run (here or on a parent). */
@@ -27,14 +30,17 @@ export class Cancellation {
     return this.#reason
   }
 
-  /** Aborts with `reason`, running every listener once; later calls do nothing. */
+  /** Aborts with `reason`, running every listener once, in the order they were added; later calls do nothing. */
   abort(reason: unknown): void {
     if (this.#aborted) return
     this.#aborted = true
     this.#reason = reason
-    const listeners = this.#listeners
-    this.#listeners = undefined
-    if (listeners) for (const fn of listeners) fn(reason)
+    const first = this.#first
+    const rest = this.#rest
+    this.#first = undefined
+    this.#rest = undefined
+    if (first !== undefined) first(reason)
+    if (rest !== undefined) for (const fn of rest) fn(reason)
   }
 
   /**
@@ -46,19 +52,43 @@ export class Cancellation {
       fn(this.#reason)
       return noop
     }
-    if (this.#listeners === undefined) this.#listeners = [fn]
-    else this.#listeners.push(fn)
-    return () => {
-      const list = this.#listeners
-      if (!list) return
-      const i = list.indexOf(fn)
-      if (i >= 0) list.splice(i, 1)
+    this.listen(fn)
+    return () => this.off(fn)
+  }
+
+  /**
+   * {@link onAbort} without the function that removes the listener, for code that keeps `fn`
+   * and removes it with {@link off} (a transport's attempt does, once per call).
+   */
+  listen(fn: AbortListener): void {
+    if (this.#aborted) {
+      fn(this.#reason)
+      return
     }
+    // Into the field only while it keeps the order: no later listener waits in the array.
+    if (this.#first === undefined && (this.#rest === undefined || this.#rest.length === 0)) this.#first = fn
+    else if (this.#rest === undefined) this.#rest = [fn]
+    else this.#rest.push(fn)
+  }
+
+  /** Removes the listener `fn` (one registration of it); nothing when it is not there. */
+  off(fn: AbortListener): void {
+    if (this.#first === fn) {
+      this.#first = undefined
+      return
+    }
+    const list = this.#rest
+    if (list === undefined) return
+    const i = list.indexOf(fn)
+    if (i < 0) return
+    // Shifted by hand: `splice` would allocate the array of what it removed.
+    for (let j = i + 1; j < list.length; j++) list[j - 1] = list[j]!
+    list.length--
   }
 
   /** The number of listeners still registered (for leak tests). */
   get listenerCount(): number {
-    return this.#listeners?.length ?? 0
+    return (this.#first === undefined ? 0 : 1) + (this.#rest?.length ?? 0)
   }
 
   /**
@@ -144,6 +174,7 @@ export const neverCancelled: Cancellation = new (class extends Cancellation {
   override onAbort(): () => void {
     return noop
   }
+  override listen(): void {}
   override child(): ChildCancellation {
     return new ChildCancellation()
   }

@@ -23,6 +23,7 @@
  * and channels with a `grpc.service_config` (which may add a method timeout) give grpc-js the
  * deadline as before: a committed stream runs past the pipeline, so only grpc-js can end it.
  */
+import type { Cancellation } from '../../core/cancel.js'
 import type { Context } from '../../core/context.js'
 import { type Handler, settlesOnCancel } from '../../core/handler.js'
 import { ENDPOINT } from '../../stages/balancer/endpoint.js'
@@ -166,11 +167,11 @@ function attempt(
     // left, which A6 calls safe to retry.
     return Promise.resolve(unsent(String(error instanceof Error ? error.message : error), n, io.metadata))
   }
-  const run = new AttemptListener(pool, entry, io, raw, n, kind !== 'unary')
+  const run = new AttemptListener(pool, entry, io, raw, n, kind !== 'unary', ctx.cancel)
   return new Promise<GrpcResponse>((resolve, reject) => {
     run.resolve = resolve
     run.reject = reject
-    run.off = ctx.cancel.onAbort((reason) => run.abort(reason))
+    run.listen()
     if (run.settled) return
     run.started = true
     raw.start(metadata, run)
@@ -191,7 +192,8 @@ function attempt(
 class AttemptListener implements GrpcCallListener {
   resolve: (response: GrpcResponse) => void = noop
   reject: (reason: unknown) => void = noop
-  off: () => void = noop
+  /** Its listener on the attempt's token, while it listens. */
+  #onAbort: ((reason: unknown) => void) | undefined = undefined
   settled = false
   started = false
   #headers: GrpcMetadata | undefined = undefined
@@ -205,7 +207,15 @@ class AttemptListener implements GrpcCallListener {
     readonly raw: GrpcRawCall,
     readonly n: number,
     readonly streaming: boolean,
+    readonly cancel: Cancellation,
   ) {}
+
+  /** Starts listening to the attempt's token (an abort that already happened runs at once). */
+  listen(): void {
+    const onAbort = (reason: unknown) => this.abort(reason)
+    this.#onAbort = onAbort
+    this.cancel.listen(onAbort)
+  }
 
   /** The attempt's context was cancelled (deadline, lost hedge, caller, close): end the stream now. */
   abort(reason: unknown): void {
@@ -220,7 +230,8 @@ class AttemptListener implements GrpcCallListener {
   #settle(response: GrpcResponse): void {
     if (this.settled) return
     this.settled = true
-    this.off()
+    const onAbort = this.#onAbort
+    if (onAbort !== undefined) this.cancel.off(onAbort)
     this.resolve(response)
   }
 
