@@ -173,3 +173,63 @@ describe('mesh on the manual clock', () => {
     await mesh.close()
   })
 })
+
+describe('Mesh.run (the callback form of invoke, for gRPC calls)', () => {
+  it('tells the sink after the call has left the in-flight set, on a later microtask', async () => {
+    const mesh = createMesh({ services })
+    const seen: Array<[string, unknown, number]> = []
+    const sink = {
+      resolved: (value: string) => seen.push(['resolved', value, mesh.inflight]),
+      rejected: (error: unknown) => seen.push(['rejected', (error as Error).message, mesh.inflight]),
+    }
+    mesh.run(async (req: string) => `${req}!`, 'a', sink)
+    mesh.run(
+      () => {
+        throw new Error('thrown')
+      },
+      'b',
+      sink,
+    )
+    expect(mesh.inflight).toBe(2)
+    expect(seen).toEqual([])
+    await new Promise((r) => setImmediate(r))
+    expect(seen).toEqual([
+      ['resolved', 'a!', 1],
+      ['rejected', 'thrown', 0],
+    ])
+    await mesh.close()
+  })
+
+  it('rejects on a closed mesh, never from inside run', async () => {
+    const mesh = createMesh({ services })
+    await mesh.close()
+    const seen: unknown[] = []
+    mesh.run(async () => 'never', 'x', { resolved: (v) => seen.push(v), rejected: (e) => seen.push(e) })
+    expect(seen).toEqual([])
+    await Promise.resolve()
+    expect(seen).toHaveLength(1)
+    expect(seen[0]).toMatchObject({ code: 'MESH_CLOSED' })
+  })
+
+  it('a forced close aborts a call in flight through run', async () => {
+    const mesh = createMesh({ services })
+    let reason: unknown
+    const result = new Promise((resolve) =>
+      mesh.run(
+        (_req: string, ctx: Context) =>
+          new Promise<string>((_, reject) =>
+            ctx.cancel.onAbort((r) => {
+              reason = r
+              reject(r)
+            }),
+          ),
+        'x',
+        { resolved: resolve, rejected: resolve },
+      ),
+    )
+    await mesh.close({ force: true })
+    expect(await result).toBe(reason)
+    expect(reason).toMatchObject({ code: 'MESH_CLOSED' })
+    expect(mesh.inflight).toBe(0)
+  })
+})

@@ -248,16 +248,8 @@ export class Mesh {
   invoke<Req, Res>(handler: Handler<Req, Res>, req: Req, signal: AbortSignal | undefined): Promise<Res> {
     if (this.#closed) return Promise.reject(new MeshClosedError())
     if (signal?.aborted) return Promise.reject(signal.reason)
-    const cancel = new InflightCall()
-    const ctx = Context.root(this.clock, this.random, cancel, signal)
-    cancel.linkAfter(this.#inflight)
-    this.#inflightCount++
-    let sent: Promise<Res>
-    try {
-      sent = handler(req, ctx)
-    } catch (error) {
-      sent = Promise.reject(error)
-    }
+    const cancel = this.#enter()
+    const sent = send(handler, req, Context.root(this.clock, this.random, cancel, signal))
     if (signal === undefined) {
       // No signal to race: the handler's own promise, with the call's bookkeeping after it.
       return sent.then(
@@ -293,6 +285,38 @@ export class Mesh {
   }
 
   /**
+   * @internal Runs one call through `handler` as {@link invoke} does with no signal, and reports
+   * its end to `sink` rather than through a promise of its own: for an adapter that ends each
+   * call in a callback (gRPC's `MeshCall`), one promise, two closures and a microtask fewer per
+   * call. `sink` is told on a later microtask, never from inside this method.
+   */
+  run<Req, Res>(handler: Handler<Req, Res>, req: Req, sink: CallSink<Res>): void {
+    if (this.#closed) {
+      queueMicrotask(() => sink.rejected(new MeshClosedError()))
+      return
+    }
+    const cancel = this.#enter()
+    send(handler, req, Context.root(this.clock, this.random, cancel, undefined)).then(
+      (value) => {
+        this.#finish(cancel)
+        sink.resolved(value)
+      },
+      (error: unknown) => {
+        this.#finish(cancel)
+        sink.rejected(error)
+      },
+    )
+  }
+
+  /** A call starts: its root token, linked into the calls in flight. */
+  #enter(): InflightCall {
+    const cancel = new InflightCall()
+    cancel.linkAfter(this.#inflight)
+    this.#inflightCount++
+    return cancel
+  }
+
+  /**
    * @internal A token for work that outlives its call's pipeline (a committed gRPC stream,
    * whose messages flow after the call's stack has settled): `close({ force: true })` aborts it,
    * at once when that already happened; {@link release} forgets it when the work ends. A
@@ -321,6 +345,27 @@ export class Mesh {
       this.#drained()
       this.#drained = undefined
     }
+  }
+}
+
+/**
+ * What {@link Mesh.run} tells of a call's end. Neither method may throw (they run in the
+ * call's promise reactions, where a throw would be an unhandled rejection).
+ * @internal
+ */
+export interface CallSink<Res> {
+  /** The call's answer. */
+  resolved(value: Res): void
+  /** The call's failure. */
+  rejected(error: unknown): void
+}
+
+/** Runs `handler`; one that throws instead of rejecting is a rejection. */
+function send<Req, Res>(handler: Handler<Req, Res>, req: Req, ctx: Context): Promise<Res> {
+  try {
+    return handler(req, ctx)
+  } catch (error) {
+    return Promise.reject(error)
   }
 }
 

@@ -450,7 +450,10 @@ export function withMeshGrpc<C extends GrpcClientLike>(
       } else {
         dest = destinationOf(snapshot, target, call, m, pt, call.routed as RouteDecision | undefined)
       }
-      if (dest === undefined) return Promise.reject(new UnknownServiceError(target))
+      if (dest === undefined) {
+        queueMicrotask(() => call.rejected(new UnknownServiceError(target)))
+        return
+      }
       const req: GrpcRequest = {
         service: dest.svc.service,
         path: call.path,
@@ -459,7 +462,7 @@ export function withMeshGrpc<C extends GrpcClientLike>(
         io: call,
         propagateDeadline: dest.svc.config.propagateDeadline !== false,
       }
-      return m.invoke(dest.handler, req, undefined)
+      m.run(dest.handler, req, call)
     },
     committed(_call, cancel) {
       const token = m.hold()

@@ -28,10 +28,12 @@ import { emptyLike } from './transport.js'
 export interface MeshCallSite {
   /**
    * Runs `call`'s request (its metadata is known, and its message for a unary request) through
-   * the mesh. `scope` is what the call was created with (the configuration it started on).
-   * The pipeline hands the call its cancellation with {@link MeshCall.bindCancel}.
+   * the mesh, and tells the call how it ended with {@link MeshCall.resolved} or
+   * {@link MeshCall.rejected}, on a later microtask (never from inside `invoke`). `scope` is
+   * what the call was created with (the configuration it started on). The pipeline hands the
+   * call its cancellation with {@link MeshCall.bindCancel}.
    */
-  invoke(call: MeshCall, scope: unknown): Promise<GrpcResponse>
+  invoke(call: MeshCall, scope: unknown): void
   /**
    * Called at `start`, once the metadata is known: a call on the client's own channel when this
    * call is to pass the mesh by after all (no route matched a target that names no service, in a
@@ -294,13 +296,11 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
     // A call cancelled before its request was complete is never sent.
     if (this.#started || this.#done) return
     this.#started = true
-    this.#site.invoke(this, this.#scope).then(
-      (res) => this.#finish(res),
-      (error: unknown) => this.#fail(error),
-    )
+    this.#site.invoke(this, this.#scope)
   }
 
-  #finish(res: GrpcResponse): void {
+  /** @internal The pipeline's answer (see {@link MeshCallSite.invoke}). */
+  resolved(res: GrpcResponse): void {
     if (this.#done) return
     this.#response = res
     // A committed stream reports its own status through deliverStatus; until then the mesh
@@ -329,7 +329,8 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
     this.#raw?.cancelWithStatus(s.code, s.details)
   }
 
-  #fail(error: unknown): void {
+  /** @internal The pipeline failed (see {@link MeshCallSite.invoke}). */
+  rejected(error: unknown): void {
     if (this.#done) return
     this.#done = true
     this.#releaseWrites()
