@@ -106,7 +106,7 @@ function expiry(
 /** The attempt's limit: the call's deadline, or its per-try limit from its start when earlier. */
 function limitOf(ctx: Context, perTry: number): number {
   const attemptLimit = ctx.startedAt + perTry
-  return ctx.deadline <= attemptLimit ? ctx.deadline : attemptLimit
+  return Math.min(ctx.deadline, attemptLimit)
 }
 
 /** Arms `fn` at `limit`: at that absolute time when the clock can (no clock read), else from now. */
