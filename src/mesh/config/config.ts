@@ -860,7 +860,13 @@ export type LoadBalancerName = ResolvedServiceConfig['loadBalancer']
 function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value)
-    for (const item of Object.values(value)) deepFreeze(item)
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) deepFreeze(value[i])
+    } else {
+      // Own keys without an array of values per object (the resolved config is plain objects).
+      const record = value as Record<string, unknown>
+      for (const key in record) deepFreeze(record[key])
+    }
   }
   return value
 }
