@@ -322,7 +322,9 @@ describe('parseConfig', () => {
     expect(Object.isFrozen(config.services['users']?.retry.retryOn)).toBe(true)
   })
 
-  it('parses 1,000 services in well under 50 ms', () => {
+  // How long this takes is measured by the bench (`mesh.update` of 1,000 services, target 4c),
+  // not asserted here: a wall-clock bound in a test fails on a slower machine, not on slower code.
+  it('parses 1,000 services, each resolved and frozen', () => {
     const services: Record<string, unknown> = {}
     for (let i = 0; i < 1000; i++) {
       services[`svc-${i}`] = {
@@ -331,13 +333,13 @@ describe('parseConfig', () => {
         retry: { perTryTimeout: '500ms', backoff: { max: '1s' } },
       }
     }
-    parseConfig({ services }) // warm up the JIT
-    const times = Array.from({ length: 5 }, () => {
-      const start = performance.now()
-      parseConfig({ services })
-      return performance.now() - start
-    }).sort((a, b) => a - b)
-    expect(times[2]).toBeLessThan(50)
+    const config = parseConfig({ services })
+    expect(Object.keys(config.services)).toHaveLength(1000)
+    const last = config.services['svc-999']!
+    expect(last.timeout).toBe(2000)
+    expect(last.retry.perTryTimeout).toBe(500)
+    expect(last.endpoints.map((e) => e.weight)).toEqual([1, 2])
+    expect(Object.isFrozen(last.endpoints[1])).toBe(true)
   })
 })
 
