@@ -11,7 +11,8 @@
  *   outside the pipeline. Before that, a failure is an ordinary answer the retry stage may
  *   retry (server streaming) or not (client and bidi streaming, whose requests are not replayable).
  *
- * Every attempt carries the call's deadline to the server (`grpc-timeout` on the wire), and
+ * Every attempt carries the call's deadline to the server (`grpc-timeout` on the wire), unless
+ * it is the mesh's own timeout alone or the service sets `propagateDeadline: false` (D27), and
  * `grpc-previous-rpc-attempts` on retries and hedges. Cancelling the attempt's context (the
  * deadline, a lost hedge, the caller, a forced close) cancels the HTTP/2 stream at once.
  *
