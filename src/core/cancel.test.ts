@@ -93,3 +93,23 @@ describe('Cancellation listeners', () => {
     expect(neverCancelled.listenerCount).toBe(0)
   })
 })
+
+describe('ChildCancellation', () => {
+  it('is aborted at once as the child of an aborted parent, and release is idempotent', () => {
+    const parent = new Cancellation()
+    const before = parent.child()
+    parent.abort('gone')
+    const after = parent.child()
+    expect([before.aborted, after.aborted, after.reason]).toEqual([true, true, 'gone'])
+    after.release()
+    after.release()
+    const live = new Cancellation()
+    const child = live.child()
+    expect(live.listenerCount).toBe(1)
+    child.release()
+    child.release()
+    expect(live.listenerCount).toBe(0)
+    live.abort('x')
+    expect(child.aborted).toBe(false)
+  })
+})

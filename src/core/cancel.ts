@@ -97,7 +97,8 @@ export class Cancellation {
    */
   child(): ChildCancellation {
     const child = new ChildCancellation()
-    child.detach = this.onAbort((reason) => child.abort(reason))
+    if (this.#aborted) child.abort(this.#reason)
+    else child.follow(this)
     return child
   }
 
@@ -159,12 +160,24 @@ export class CallCancellation extends Cancellation {
 
 /** A {@link Cancellation} linked to a parent; {@link release} unlinks it. */
 export class ChildCancellation extends Cancellation {
-  /** @internal */
-  detach: () => void = noop
+  #parent: Cancellation | undefined = undefined
+  #listener: AbortListener | undefined = undefined
+
+  /** @internal Aborts this token with `parent` until {@link release} (what `parent.child()` does). */
+  follow(parent: Cancellation): void {
+    const listener: AbortListener = (reason) => this.abort(reason)
+    this.#parent = parent
+    this.#listener = listener
+    parent.listen(listener)
+  }
+
   /** Unlinks this token from its parent. */
   release(): void {
-    this.detach()
-    this.detach = noop
+    const parent = this.#parent
+    if (parent === undefined) return
+    parent.off(this.#listener!)
+    this.#parent = undefined
+    this.#listener = undefined
   }
 }
 
