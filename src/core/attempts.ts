@@ -14,25 +14,17 @@ import { createContextKey } from './context.js'
 export class Attempted {
   #first: unknown = undefined
   #more: unknown[] | undefined = undefined
-  #size = 0
-
-  /** How many picks were recorded. */
-  get size(): number {
-    return this.#size
-  }
 
   /** Whether `endpoint` was tried. */
   has(endpoint: unknown): boolean {
-    if (this.#size === 0) return false
-    return this.#first === endpoint || this.#more?.includes(endpoint) === true
+    return endpoint !== undefined && (this.#first === endpoint || this.#more?.includes(endpoint) === true)
   }
 
-  /** Records a pick. */
+  /** Records a pick (an endpoint, never `undefined`). */
   add(endpoint: unknown): void {
-    if (this.#size === 0) this.#first = endpoint
+    if (this.#first === undefined) this.#first = endpoint
     else if (this.#more === undefined) this.#more = [endpoint]
     else this.#more.push(endpoint)
-    this.#size++
   }
 }
 
