@@ -10,6 +10,7 @@ import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import {
   array,
   boolean,
+  deepFreeze,
   duration,
   formatValue,
   type Input,
@@ -856,20 +857,6 @@ export type ResolvedRoute = ResolvedMeshConfig['routes'][number]
 export type RetryOn = ResolvedServiceConfig['retry']['retryOn'][number]
 /** The load-balancing strategies a service may name. */
 export type LoadBalancerName = ResolvedServiceConfig['loadBalancer']
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) deepFreeze(value[i])
-    } else {
-      // Own keys without an array of values per object (the resolved config is plain objects).
-      const record = value as Record<string, unknown>
-      for (const key in record) deepFreeze(record[key])
-    }
-  }
-  return value
-}
 
 /**
  * Validates `input` and resolves it: defaults applied, durations in milliseconds, endpoint URLs

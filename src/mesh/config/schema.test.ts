@@ -153,12 +153,19 @@ describe('object', () => {
     expect(run(retry, null).issues).toEqual([': expected an object, got null'])
   })
 
-  it('parses a default afresh each time, so results share nothing', () => {
-    const labels = object({ labels: optional(record(string()), {}) })
-    const a = run(labels, {}).value
-    const b = run(labels, {}).value
-    expect(a?.labels).toEqual({})
-    expect(a?.labels).not.toBe(b?.labels)
+  it('resolves a default once and shares it, deeply frozen, between results', () => {
+    const limits = object({
+      limits: optional(object({ max: optional(integer(), 3), tags: optional(array(string()), []) }), {}),
+    })
+    const a = run(limits, {}).value
+    const b = run(limits, {}).value
+    expect(a?.limits).toEqual({ max: 3, tags: [] })
+    expect(a?.limits).toBe(b?.limits)
+    expect(Object.isFrozen(a?.limits)).toBe(true)
+    expect(Object.isFrozen(a?.limits.tags)).toBe(true)
+    // What a config writes is its own: only the left-out keys share the default.
+    expect(run(limits, { limits: { max: 5 } }).value?.limits).toEqual({ max: 5, tags: [] })
+    expect(Object.isFrozen(run(limits, { limits: { max: 5 } }).value?.limits)).toBe(false)
   })
 
   it('refuses an invalid default when the schema is built', () => {
