@@ -5,6 +5,7 @@
  */
 import type { Cancellation } from './cancel.js'
 import type { Clock } from './clock.js'
+import type { Exits } from './exits.js'
 import type { Random } from './random.js'
 
 /** A typed slot in a {@link Context}; create one per concern with {@link createContextKey}. */
@@ -70,6 +71,14 @@ export class Context {
    * for every other deadline, and when there is none.
    */
   readonly localDeadline: boolean
+  /**
+   * The open scope of this attempt's exit hooks, or `undefined` when none is open: set by the
+   * stage that owns the attempt's reaction, for the stages inside it that join (see
+   * `core/exits.ts`). {@link with}, {@link withDeadline} and {@link withCancel} keep it;
+   * {@link withAttempt} and {@link restarted}, which start other work, do not.
+   * @internal
+   */
+  readonly exits: Exits | undefined
   readonly #values: Entry | undefined
 
   private constructor(
@@ -82,6 +91,7 @@ export class Context {
     values: Entry | undefined,
     startedAt: number,
     localDeadline: boolean,
+    exits: Exits | undefined,
   ) {
     this.clock = clock
     this.random = random
@@ -92,6 +102,7 @@ export class Context {
     this.#values = values
     this.startedAt = startedAt
     this.localDeadline = localDeadline
+    this.exits = exits
   }
 
   /**
@@ -109,6 +120,7 @@ export class Context {
       undefined,
       init.startedAt ?? init.clock.now(),
       false,
+      undefined,
     )
   }
 
@@ -128,6 +140,7 @@ export class Context {
       undefined,
       clock.now(),
       false,
+      undefined,
     )
   }
 
@@ -141,6 +154,15 @@ export class Context {
 
   /** A copy with `key` set to `value`. */
   with<T>(key: ContextKey<T>, value: T): Context {
+    return this.withEntry(key, value, this.exits)
+  }
+
+  /**
+   * {@link with}, with `exits` as the copy's scope of exit hooks: for a joiner that passes its
+   * scope on only to a handler that joins too (core/exits.ts).
+   * @internal
+   */
+  withEntry<T>(key: ContextKey<T>, value: T, exits: Exits | undefined): Context {
     return new Context(
       this.clock,
       this.random,
@@ -155,6 +177,7 @@ export class Context {
       },
       this.startedAt,
       this.localDeadline,
+      exits,
     )
   }
 
@@ -173,11 +196,15 @@ export class Context {
       this.#values,
       this.startedAt,
       local,
+      this.exits,
     )
   }
 
-  /** A copy for attempt number `attempt`, cancelled by `cancel`, which starts now (one clock read). */
-  withAttempt(attempt: number, cancel: Cancellation = this.cancel): Context {
+  /**
+   * A copy for attempt number `attempt`, cancelled by `cancel`, which starts now (one clock
+   * read), with `exits` as its scope of exit hooks (default none: a new attempt's owner opens one).
+   */
+  withAttempt(attempt: number, cancel: Cancellation = this.cancel, exits?: Exits): Context {
     return new Context(
       this.clock,
       this.random,
@@ -188,6 +215,7 @@ export class Context {
       this.#values,
       this.clock.now(),
       this.localDeadline,
+      exits,
     )
   }
 
@@ -212,6 +240,23 @@ export class Context {
       this.#values,
       this.startedAt,
       this.localDeadline,
+      this.exits,
+    )
+  }
+
+  /** A copy whose scope of exit hooks is `exits` (`undefined`: none). @internal */
+  withExits(exits: Exits | undefined): Context {
+    return new Context(
+      this.clock,
+      this.random,
+      this.deadline,
+      this.attempt,
+      this.cancel,
+      this.signal,
+      this.#values,
+      this.startedAt,
+      this.localDeadline,
+      exits,
     )
   }
 

@@ -70,6 +70,19 @@ function guardNext<Req, Res>(handler: Handler<Req, Res>, name: string): Handler<
   }
 }
 
+/**
+ * Runs `handler`; one that throws instead of rejecting gives a rejection, so that what wraps it
+ * has one way to see a failure.
+ * @internal
+ */
+export function send<Req, Res>(handler: Handler<Req, Res>, req: Req, ctx: Context): Promise<Res> {
+  try {
+    return handler(req, ctx)
+  } catch (error) {
+    return Promise.reject(error)
+  }
+}
+
 const SETTLES_ON_CANCEL = Symbol.for('meshlet.settlesOnCancel')
 
 /**

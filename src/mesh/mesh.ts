@@ -10,7 +10,7 @@ import { type Clock, systemClock } from '../core/clock.js'
 import { Context } from '../core/context.js'
 import { MeshClosedError } from '../core/errors.js'
 import { Events } from '../core/events.js'
-import type { Handler } from '../core/handler.js'
+import { type Handler, send } from '../core/handler.js'
 import { type Random, systemRandom } from '../core/random.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { type MeshConfig, parseConfig, type ResolvedMeshConfig } from './config/config.js'
@@ -358,15 +358,6 @@ export interface CallSink<Res> {
   resolved(value: Res): void
   /** The call's failure. */
   rejected(error: unknown): void
-}
-
-/** Runs `handler`; one that throws instead of rejecting is a rejection. */
-function send<Req, Res>(handler: Handler<Req, Res>, req: Req, ctx: Context): Promise<Res> {
-  try {
-    return handler(req, ctx)
-  } catch (error) {
-    return Promise.reject(error)
-  }
 }
 
 /** A call's root token, linked into the mesh's list of calls in flight (the list head is one too). */

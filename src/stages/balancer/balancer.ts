@@ -18,7 +18,8 @@ import { ATTEMPTED, type Attempted } from '../../core/attempts.js'
 import type { Context } from '../../core/context.js'
 import { BulkheadFullError, NoHealthyEndpointError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
-import type { Middleware } from '../../core/handler.js'
+import { type ExitHook, isJoiningExits, joinsExits } from '../../core/exits.js'
+import { type Handler, type Middleware, send } from '../../core/handler.js'
 import type { Classifier, Outcome, Verdict } from '../../core/outcome.js'
 import type { Random } from '../../core/random.js'
 import { ENDPOINT, type Endpoint } from './endpoint.js'
@@ -148,8 +149,21 @@ function plainBalancer<Req, Res>(options: BalancerOptions<Req, Res>): Middleware
   const observe = strategy.observe?.bind(strategy)
   const input: MutablePickInput = { now: 0, key: undefined, all: endpoints }
   let arrivals = true
-  return (next) =>
-    function balancerStage(req: Req, ctx: Context) {
+  // What an attempt does when it settles: its endpoint's in-flight count back, and its latency
+  // to a strategy that observes (peak EWMA), timed from the attempt's start on the call's clock.
+  const exit: ExitHook =
+    observe === undefined
+      ? (endpoint) => {
+          ;(endpoint as Endpoint).pending--
+        }
+      : (endpoint, sent, _ok, _result, _req, ctx) => {
+          ;(endpoint as Endpoint).pending--
+          const now = ctx.clock.now()
+          observe(endpoint as Endpoint, now - (sent as number), now)
+        }
+  return (next) => {
+    const inner = isJoiningExits(next as Handler<unknown, unknown>)
+    return joinsExits(function balancerStage(req: Req, ctx: Context) {
       if (arrivals) {
         recordArrivals(endpoints, ctx.startedAt)
         arrivals = false
@@ -163,62 +177,38 @@ function plainBalancer<Req, Res>(options: BalancerOptions<Req, Res>): Middleware
         if (tried.has(endpoint)) endpoint = avoidTried(endpoint, endpoints, tried, strategy, ctx, input)
         tried.add(endpoint)
       }
-      if (observe !== undefined) return observed(observe, endpoint, req, ctx, next)
       endpoint.pending++
-      const done = <T>(value: T): T => {
-        endpoint.pending--
-        return value
-      }
-      const fail = (error: unknown): never => {
-        endpoint.pending--
-        throw error
-      }
-      let result: Promise<Res>
-      try {
-        result = next(req, ctx.with(ENDPOINT, endpoint))
-      } catch (error) {
-        endpoint.pending--
-        return Promise.reject(error)
-      }
-      return result.then(done, fail)
-    }
+      return attempt(next, inner, exit, endpoint, req, ctx)
+    })
+  }
 }
 
 /**
- * Runs the attempt on `endpoint` and reports its latency to the strategy (peak EWMA), measured
- * on the call's clock from the attempt's start. The closures are the ones any attempt
- * needs for its in-flight count; the latency adds none.
+ * Sends the attempt to `endpoint` (its in-flight count already raised) and runs `exit` when it
+ * settles: in the attempt's open scope when there is one (no promise of its own), else in a
+ * reaction of its own. The scope goes on only to a handler that joins it (core/exits.ts).
  */
-function observed<Req, Res>(
-  observe: NonNullable<Strategy['observe']>,
+function attempt<Req, Res>(
+  next: Handler<Req, Res>,
+  inner: boolean,
+  exit: ExitHook,
   endpoint: Endpoint,
   req: Req,
   ctx: Context,
-  next: (req: Req, ctx: Context) => Promise<Res>,
 ): Promise<Res> {
-  const clock = ctx.clock
+  const exits = ctx.exits
   const sent = ctx.startedAt
-  endpoint.pending++
-  let result: Promise<Res>
-  try {
-    result = next(req, ctx.with(ENDPOINT, endpoint))
-  } catch (error) {
-    endpoint.pending--
-    const now = clock.now()
-    observe(endpoint, now - sent, now)
-    return Promise.reject(error)
+  if (exits !== undefined) {
+    exits.add(exit, endpoint, sent)
+    return send(next, req, ctx.withEntry(ENDPOINT, endpoint, inner ? exits : undefined))
   }
-  return result.then(
+  return send(next, req, ctx.with(ENDPOINT, endpoint)).then(
     (value) => {
-      endpoint.pending--
-      const now = clock.now()
-      observe(endpoint, now - sent, now)
+      exit(endpoint, sent, true, value, req, ctx)
       return value
     },
     (error: unknown) => {
-      endpoint.pending--
-      const now = clock.now()
-      observe(endpoint, now - sent, now)
+      exit(endpoint, sent, false, error, req, ctx)
       throw error
     },
   )
@@ -236,23 +226,39 @@ function guardedBalancer<Req, Res>(
   // One outcome of each kind, reused: a classifier judges synchronously and keeps nothing (as
   // every meshlet classifier), so recording a verdict allocates nothing. Cleared after use so
   // that no response is held.
-  const okOutcome: { ok: true; value: Res | undefined } = { ok: true, value: undefined }
+  const okOutcome: { ok: true; value: unknown } = { ok: true, value: undefined }
   const errorOutcome: { ok: false; error: unknown } = { ok: false, error: undefined }
-  const judge = (req: Req, value: Res | undefined, error: unknown, ok: boolean): Verdict => {
+  const judge = (req: Req, ok: boolean, result: unknown): Verdict => {
     let verdict: Verdict
     if (ok) {
-      okOutcome.value = value
+      okOutcome.value = result
       verdict = classify!(req, okOutcome as Outcome<Res>)
       okOutcome.value = undefined
     } else {
-      errorOutcome.error = error
+      errorOutcome.error = result
       verdict = classify!(req, errorOutcome)
       errorOutcome.error = undefined
     }
     return verdict
   }
-  return (next) =>
-    function balancerStage(req: Req, ctx: Context) {
+  const recorder = health !== undefined && classify !== undefined && health.passive ? health : undefined
+  // What an attempt does when it settles: its endpoint's in-flight count back, its latency to a
+  // strategy that observes, and its verdict to passive health (outlier detection).
+  const exit: ExitHook =
+    recorder === undefined && observe === undefined
+      ? (endpoint) => {
+          ;(endpoint as Endpoint).pending--
+        }
+      : (endpoint, sent, ok, result, req, ctx) => {
+          const chosen = endpoint as Endpoint
+          chosen.pending--
+          const end = ctx.clock.now()
+          observe?.(chosen, end - (sent as number), end)
+          recorder?.record(chosen, judge(req as Req, ok, result), end, ctx.random, events)
+        }
+  return (next) => {
+    const inner = isJoiningExits(next as Handler<unknown, unknown>)
+    return joinsExits(function balancerStage(req: Req, ctx: Context) {
       let candidates = endpoints
       const now = ctx.startedAt
       if (arrivals) {
@@ -290,48 +296,8 @@ function guardedBalancer<Req, Res>(
         endpoint = free
       }
       if (tried !== undefined) tried.add(endpoint)
-      const chosen = endpoint
-      const recorder = health !== undefined && classify !== undefined && health.passive ? health : undefined
-      if (recorder === undefined && observe !== undefined) return observed(observe, chosen, req, ctx, next)
-      const sent = now
-      chosen.pending++
-      let result: Promise<Res>
-      try {
-        result = next(req, ctx.with(ENDPOINT, chosen))
-      } catch (error) {
-        chosen.pending--
-        const end = ctx.clock.now()
-        observe?.(chosen, end - sent, end)
-        recorder?.record(chosen, judge(req, undefined, error, false), end, ctx.random, events)
-        return Promise.reject(error)
-      }
-      if (recorder === undefined) {
-        return result.then(
-          (value) => {
-            chosen.pending--
-            return value
-          },
-          (error: unknown) => {
-            chosen.pending--
-            throw error
-          },
-        )
-      }
-      return result.then(
-        (value) => {
-          chosen.pending--
-          const end = ctx.clock.now()
-          observe?.(chosen, end - sent, end)
-          recorder.record(chosen, judge(req, value, undefined, true), end, ctx.random, events)
-          return value
-        },
-        (error: unknown) => {
-          chosen.pending--
-          const end = ctx.clock.now()
-          observe?.(chosen, end - sent, end)
-          recorder.record(chosen, judge(req, undefined, error, false), end, ctx.random, events)
-          throw error
-        },
-      )
-    }
+      endpoint.pending++
+      return attempt(next, inner, exit, endpoint, req, ctx)
+    })
+  }
 }

@@ -5,10 +5,12 @@
  * open circuit is not retried: `CIRCUIT_OPEN` is not a retryable outcome) and outside the
  * balancer (it judges the destination as a whole; outlier detection judges endpoints).
  */
+import type { Context } from '../../core/context.js'
 import { CircuitOpenError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
-import type { Handler, Middleware } from '../../core/handler.js'
-import type { Classifier } from '../../core/outcome.js'
+import { type ExitHook, Exits, isJoiningExits, joinsExits, runScoped } from '../../core/exits.js'
+import { type Handler, type Middleware, send } from '../../core/handler.js'
+import type { Classifier, Outcome } from '../../core/outcome.js'
 import { type CircuitBreaker, Permit } from './breaker.js'
 
 /** Options of {@link circuitBreaker}. */
@@ -34,24 +36,43 @@ export function circuitBreaker<Req, Res>(
       if (events.has('circuit-state')) events.emit('circuit-state', { service, from, to })
     }
   }
-  return (next: Handler<Req, Res>) =>
-    function circuitBreakerStage(req, ctx) {
-      const clock = ctx.clock
+  // What every attempt let through does when it settles: the verdict and the duration, timed
+  // from the attempt's start (`ctx.startedAt`, no clock read on the way in).
+  const exit: ExitHook = (permit, start, ok, result, req, ctx) => {
+    const now = ctx.clock.now()
+    const outcome: Outcome<Res> = ok ? { ok: true, value: result as Res } : { ok: false, error: result }
+    breaker.record(permit as Permit, classify(req as Req, outcome), now - (start as number), now)
+  }
+  return (next: Handler<Req, Res>) => {
+    // Inside a retry the attempt's scope is open: the breaker joins it and adds no promise. With
+    // none open, it opens one when the stage inside joins too (the balancer), so the two share
+    // one reaction; around any other handler it passes no scope on (core/exits.ts).
+    const inner = isJoiningExits(next as Handler<unknown, unknown>)
+    return joinsExits(function circuitBreakerStage(req: Req, ctx: Context): Promise<Res> {
       const start = ctx.startedAt
       const permit = breaker.tryAcquire(start)
       if (permit === Permit.Denied)
         return Promise.reject(new CircuitOpenError(service, breaker.retryAt(start)))
-      return next(req, ctx).then(
+      let exits = ctx.exits
+      if (exits !== undefined) {
+        exits.add(exit, permit, start)
+        return send(next, req, inner ? ctx : ctx.withExits(undefined))
+      }
+      if (inner) {
+        exits = new Exits()
+        exits.add(exit, permit, start)
+        return runScoped(next, req, ctx.withExits(exits), exits)
+      }
+      return send(next, req, ctx).then(
         (value) => {
-          const now = clock.now()
-          breaker.record(permit, classify(req, { ok: true, value }), now - start, now)
+          exit(permit, start, true, value, req, ctx)
           return value
         },
         (error: unknown) => {
-          const now = clock.now()
-          breaker.record(permit, classify(req, { ok: false, error }), now - start, now)
+          exit(permit, start, false, error, req, ctx)
           throw error
         },
       )
-    }
+    })
+  }
 }

@@ -14,7 +14,8 @@ import { ATTEMPTED, Attempted } from '../../core/attempts.js'
 import type { Context } from '../../core/context.js'
 import { RetryBudgetExhaustedError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
-import type { Handler, Middleware } from '../../core/handler.js'
+import { Exits, isJoiningExits } from '../../core/exits.js'
+import { type Handler, type Middleware, send } from '../../core/handler.js'
 import type { Classifier, Outcome, Protocol, Verdict } from '../../core/outcome.js'
 import { type Backoff, exponentialBackoff } from './backoff.js'
 import { type RetryBudget, unlimitedBudget } from './budget.js'
@@ -46,6 +47,10 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
   const service = options.service ?? ''
   if (attempts <= 1 && budget === unlimitedBudget) return (next) => next
   return (next: Handler<Req, Res>) => {
+    // Around a stage that joins an attempt's exits (the breaker, the balancer), each attempt gets
+    // a scope of its own, run at the start of this stage's reaction: those stages then add no
+    // promise of their own (core/exits.ts).
+    const scoped = isJoiningExits(next as Handler<unknown, unknown>)
     /**
      * The retries after a retryable first outcome: the loop described in the module comment.
      * The first attempt is sent by `retryStage` itself, without an async frame, since most calls
@@ -97,10 +102,14 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
           })
         }
         if (delay > 0) await ctx.clock.sleep(delay, ctx.cancel)
-        attemptCtx = attemptCtx.withAttempt(attempt)
+        const exits = scoped ? new Exits() : undefined
+        attemptCtx = attemptCtx.withAttempt(attempt, attemptCtx.cancel, exits)
         try {
-          outcome = { ok: true, value: await next(req, attemptCtx) }
+          const value = await next(req, attemptCtx)
+          exits?.run(true, value, req, attemptCtx)
+          outcome = { ok: true, value }
         } catch (error) {
+          exits?.run(false, error, req, attemptCtx)
           outcome = { ok: false, error }
         }
         attempt++
@@ -111,16 +120,13 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
 
     return function retryStage(req, ctx) {
       budget.deposit(ctx.startedAt)
-      const attemptCtx = attempts > 1 ? ctx.with(ATTEMPTED, new Attempted()) : ctx
-      let sent: Promise<Res>
-      try {
-        sent = next(req, attemptCtx)
-      } catch (error) {
-        // A handler that throws instead of rejecting is judged as a rejection.
-        sent = Promise.reject(error)
-      }
-      return sent.then(
+      const exits = scoped ? new Exits() : undefined
+      const attemptCtx =
+        attempts > 1 ? ctx.withEntry(ATTEMPTED, new Attempted(), exits) : exits ? ctx.withExits(exits) : ctx
+      // A handler that throws instead of rejecting is judged as a rejection.
+      return send(next, req, attemptCtx).then(
         (value) => {
+          exits?.run(true, value, req, attemptCtx)
           const outcome: Outcome<Res> = { ok: true, value }
           const verdict = classify(req, outcome)
           budget.record(verdict)
@@ -128,6 +134,7 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
           return retryLoop(req, ctx, outcome, verdict, attemptCtx)
         },
         (error: unknown) => {
+          exits?.run(false, error, req, attemptCtx)
           const outcome: Outcome<Res> = { ok: false, error }
           const verdict = classify(req, outcome)
           budget.record(verdict)

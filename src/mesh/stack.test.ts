@@ -1,0 +1,183 @@
+import { describe, expect, it } from 'vitest'
+import type { Context } from '../core/context.js'
+import type { Exits } from '../core/exits.js'
+import { joinsExits } from '../core/exits.js'
+import { chain, compose, type Handler, type Middleware } from '../core/handler.js'
+import type { Verdict } from '../core/outcome.js'
+import { balancer } from '../stages/balancer/balancer.js'
+import { Endpoint } from '../stages/balancer/endpoint.js'
+import { roundRobin } from '../stages/balancer/strategies.js'
+import { CircuitBreaker, type Permit } from '../stages/circuit-breaker/breaker.js'
+import { circuitBreaker } from '../stages/circuit-breaker/circuit-breaker.js'
+import { constantBackoff } from '../stages/retry/backoff.js'
+import { hedge } from '../stages/retry/hedge.js'
+import { retry } from '../stages/retry/retry.js'
+import { classifyFake, type FakeReq, type FakeRes, fakeProtocol, fixture } from '../stages/test-kit.js'
+
+// The stages between the retry loop and the transport share one reaction per attempt through
+// its exits (core/exits.ts). These tests pin what each stage sees, as if each had its own.
+
+const REQ: FakeReq = { replayable: true }
+
+/** A breaker that logs every verdict it records, with the attempt's duration. */
+class LoggingBreaker extends CircuitBreaker {
+  readonly log: Array<[Verdict, number]> = []
+  override record(permit: Permit, verdict: Verdict, duration: number, now: number): void {
+    this.log.push([verdict, duration])
+    super.record(permit, verdict, duration, now)
+  }
+}
+
+function parts(count = 2) {
+  const endpoints = Array.from(
+    { length: count },
+    (_, i) => new Endpoint({ address: `http://10.0.0.${i}:80` }),
+  )
+  const breaker = new LoggingBreaker({ consecutiveFailures: 100 })
+  const stages = {
+    retry: retry<FakeReq, FakeRes>({
+      attempts: 3,
+      backoff: constantBackoff(0),
+      classify: classifyFake,
+      protocol: fakeProtocol,
+    }),
+    breaker: circuitBreaker<FakeReq, FakeRes>({ breaker, classify: classifyFake }),
+    balancer: balancer<FakeReq, FakeRes>({ service: 'svc', endpoints, strategy: roundRobin() }),
+  }
+  return { endpoints, breaker, stages }
+}
+
+/** A transport answering each attempt from `script` after `ms` of the manual clock, noting each pick's pending count. */
+function scripted(script: Array<number | Error>, clock: { sleep(ms: number): Promise<void> }, ms = 10) {
+  let i = 0
+  const handler: Handler<FakeReq, FakeRes> = async () => {
+    const next = script[i++] ?? 200
+    await clock.sleep(ms)
+    if (next instanceof Error) throw next
+    return { status: next }
+  }
+  return handler
+}
+
+const pending = (endpoints: Endpoint[]) => endpoints.map((e) => e.pending)
+
+describe('attempt exits in the stack', () => {
+  it('the breaker records each attempt of a retried call with its own outcome and duration, and the counts return to zero', async () => {
+    const { clock, ctx } = fixture()
+    const { endpoints, breaker, stages } = parts()
+    const handler = chain(
+      [stages.retry, stages.breaker, stages.balancer],
+      scripted([503, new Error('reset'), 200], clock),
+    )
+    const call = handler(REQ, ctx)
+    await clock.runAll()
+    await expect(call).resolves.toEqual({ status: 200 })
+    expect(breaker.log).toEqual([
+      ['retryable', 10],
+      ['retryable', 10],
+      ['success', 10],
+    ])
+    expect(pending(endpoints)).toEqual([0, 0])
+  })
+
+  it('a transport that throws, and a balancer with no endpoint, still reach the breaker once each', async () => {
+    const { ctx } = fixture()
+    const { endpoints, breaker, stages } = parts()
+    const throwing: Handler<FakeReq, FakeRes> = () => {
+      throw new Error('sync')
+    }
+    // One attempt and no budget: no retry stage at all, so the breaker opens the scope.
+    const once = retry<FakeReq, FakeRes>({
+      attempts: 1,
+      classify: classifyFake,
+      protocol: fakeProtocol,
+    })
+    await expect(chain([stages.retry, stages.breaker, stages.balancer], throwing)(REQ, ctx)).rejects.toThrow(
+      'sync',
+    )
+    expect(breaker.log.map(([v]) => v)).toEqual(['retryable', 'retryable', 'retryable'])
+    expect(pending(endpoints)).toEqual([0, 0])
+
+    const empty = balancer<FakeReq, FakeRes>({ service: 'svc', endpoints: [], strategy: roundRobin() })
+    breaker.log.length = 0
+    await expect(
+      chain([once, stages.breaker, empty], throwing)(REQ, ctx.withAttempt(0)),
+    ).rejects.toMatchObject({
+      code: 'NO_HEALTHY_ENDPOINT',
+    })
+    expect(breaker.log).toHaveLength(1)
+  })
+
+  it('opens a scope only around a stage that joins it: the transport never sees one', async () => {
+    const { ctx } = fixture()
+    const { stages } = parts()
+    const seen: Array<Exits | undefined> = []
+    const transport: Handler<FakeReq, FakeRes> = async (_req, c) => {
+      seen.push(c.exits)
+      return { status: 200 }
+    }
+    const joiner = joinsExits<FakeReq, FakeRes>(async (_req, c) => {
+      seen.push(c.exits)
+      return { status: 200 }
+    })
+    await chain([stages.retry, stages.breaker, stages.balancer], transport)(REQ, ctx)
+    await chain([stages.retry, stages.breaker, stages.balancer], joiner)(REQ, ctx.withAttempt(0))
+    // Without a retry around it, the breaker opens the scope the balancer joins.
+    await chain([stages.breaker, stages.balancer], joiner)(REQ, ctx.withAttempt(0))
+    expect(seen[0]).toBeUndefined()
+    expect(seen[1]).toBeDefined()
+    expect(seen[2]).toBeDefined()
+  })
+
+  it('a stage that is not a joiner keeps the breaker on the raw outcome, in compose() as in chain()', async () => {
+    const { ctx } = fixture()
+    // A user's stage that turns every answer into an error: the breaker inside it must still
+    // record the upstream's 200 as a success, as it does with a `.then` of its own.
+    const failEverything: Middleware<FakeReq, FakeRes> = (next) => async (req, c) => {
+      await next(req, c)
+      throw new Error('mapped')
+    }
+    for (const build of [
+      (s: Middleware<FakeReq, FakeRes>[], t: Handler<FakeReq, FakeRes>) => chain(s, t),
+      (s: Middleware<FakeReq, FakeRes>[], t: Handler<FakeReq, FakeRes>) => compose(...s)(t),
+    ]) {
+      const { endpoints, breaker, stages } = parts()
+      const handler = build([stages.retry, failEverything, stages.breaker, stages.balancer], async () => ({
+        status: 200,
+      }))
+      await expect(handler(REQ, ctx.withAttempt(0))).rejects.toThrow('mapped')
+      expect(breaker.log.map(([v]) => v)).toEqual(['success', 'success', 'success'])
+      expect(pending(endpoints)).toEqual([0, 0])
+    }
+  })
+
+  it('each hedged attempt is recorded with its own outcome, and the loser gives its endpoint back when it ends', async () => {
+    const { clock, ctx } = fixture()
+    const { endpoints, breaker, stages } = parts()
+    const hedged = hedge<FakeReq, FakeRes>({
+      delay: 20,
+      maxAttempts: 2,
+      idempotent: () => true,
+      classify: classifyFake,
+      protocol: fakeProtocol,
+    })
+    let n = 0
+    // The first attempt answers 500 after 100 ms, the hedge 200 after 10 ms.
+    const transport: Handler<FakeReq, FakeRes> = async (_req, c: Context) => {
+      const first = n++ === 0
+      await clock.sleep(first ? 100 : 10, first ? undefined : c.cancel)
+      return { status: first ? 500 : 200 }
+    }
+    const call = chain([stages.retry, hedged, stages.breaker, stages.balancer], transport)(REQ, ctx)
+    await clock.advance(30)
+    await expect(call).resolves.toEqual({ status: 200 })
+    expect(breaker.log).toEqual([['success', 10]])
+    expect(pending(endpoints)).toEqual([1, 0])
+    await clock.runAll()
+    expect(breaker.log).toEqual([
+      ['success', 10],
+      ['retryable', 100],
+    ])
+    expect(pending(endpoints)).toEqual([0, 0])
+  })
+})
