@@ -150,7 +150,7 @@ describe('mesh on the manual clock', () => {
     )
   })
 
-  it('reads the clock twice per call of the full stack: at the start, and when the breaker records', async () => {
+  it('reads the clock once per successful call of the full stack (at its start), twice with a rate window', async () => {
     const clock = new ManualClock()
     let reads = 0
     const now = clock.now.bind(clock)
@@ -159,17 +159,24 @@ describe('mesh on the manual clock', () => {
       return now()
     }
     const transport = async () => new Response('ok')
-    const full = { endpoints: ['http://10.0.0.1:8080'], circuitBreaker: {}, concurrency: { max: 10 } }
+    const endpoints = ['http://10.0.0.1:8080']
+    const full = { endpoints, circuitBreaker: {}, concurrency: { max: 10 } }
+    const rated = { endpoints, circuitBreaker: { failureRateThreshold: 50 }, concurrency: { max: 10 } }
     const mesh = createMesh(
-      { services: { full } },
+      { services: { full, rated } },
       { clock, random: seededRandom(1), httpTransport: transport },
     )
     const f = withMesh(fetch, mesh)
-    await f('http://full/warm')
-    reads = 0
-    for (let i = 0; i < 10; i++) expect((await f('http://full/x')).status).toBe(200)
-    // Deadline, budget, breaker admission, balancer and attempt timeout all use ctx.startedAt.
-    expect(reads / 10).toBe(2)
+    const readsPerCall = async (service: string) => {
+      await f(`http://${service}/warm`)
+      reads = 0
+      for (let i = 0; i < 10; i++) expect((await f(`http://${service}/x`)).status).toBe(200)
+      return reads / 10
+    }
+    // Deadline, budget, breaker admission, balancer and attempt timeout all use ctx.startedAt; a
+    // consecutive-failures breaker needs no time for a success, a rate window does.
+    expect(await readsPerCall('full')).toBe(1)
+    expect(await readsPerCall('rated')).toBe(2)
     await mesh.close()
   })
 })

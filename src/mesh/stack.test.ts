@@ -33,7 +33,12 @@ function parts(count = 2) {
     { length: count },
     (_, i) => new Endpoint({ address: `http://10.0.0.${i}:80` }),
   )
-  const breaker = new LoggingBreaker({ consecutiveFailures: 100 })
+  // A rate window (that never opens) makes the breaker take every attempt's duration.
+  const breaker = new LoggingBreaker({
+    consecutiveFailures: 100,
+    failureRateThreshold: 100,
+    minimumCalls: 1000,
+  })
   const stages = {
     retry: retry<FakeReq, FakeRes>({
       attempts: 3,

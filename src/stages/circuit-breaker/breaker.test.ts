@@ -299,3 +299,31 @@ describe('CircuitBreaker properties', () => {
     )
   })
 })
+
+describe('CircuitBreaker.needsTime', () => {
+  it('asks for the time only for a rate window or a verdict that can open it', () => {
+    const consecutive = new CircuitBreaker()
+    expect(consecutive.needsTime('success')).toBe(false)
+    expect(consecutive.needsTime('ignored')).toBe(false)
+    expect(consecutive.needsTime('failure')).toBe(true)
+    expect(consecutive.needsTime('retryable')).toBe(true)
+    const rated = new CircuitBreaker({ failureRateThreshold: 50 })
+    expect(rated.needsTime('success')).toBe(true)
+    expect(rated.needsTime('ignored')).toBe(true)
+  })
+
+  it('a success recorded without the time changes nothing a timed one would not', () => {
+    const timed = new CircuitBreaker({ consecutiveFailures: 2 })
+    const untimed = new CircuitBreaker({ consecutiveFailures: 2 })
+    for (const [b, now] of [
+      [timed, 500],
+      [untimed, 0],
+    ] as const) {
+      call(b, 'failure', 0)
+      call(b, 'success', now)
+      call(b, 'failure', 1000)
+    }
+    expect(untimed.state).toEqual(timed.state)
+    expect(untimed.state.kind).toBe('closed')
+  })
+})

@@ -233,6 +233,15 @@ export class CircuitBreaker {
     return now
   }
 
+  /**
+   * Whether {@link record} reads its `duration` and `now` for `verdict`: always with a rate
+   * window, else only for a verdict that can open the breaker. A caller may skip its clock read
+   * otherwise (the stage does, on every success through a consecutive-failures breaker).
+   */
+  needsTime(verdict: Verdict): boolean {
+    return this.#window !== undefined || (verdict !== 'success' && verdict !== 'ignored')
+  }
+
   /** Feeds the outcome of a call made with `permit`, that took `duration` ms, at `now`. */
   record(permit: Permit, verdict: Verdict, duration: number, now: number): void {
     if (permit === Permit.Denied) return
