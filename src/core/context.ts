@@ -126,10 +126,17 @@ export class Context {
 
   /**
    * A root context for one call that starts now, with no deadline yet: {@link create} without
-   * the options object (what `Mesh.invoke` makes per call).
+   * the options object (what `Mesh.invoke` makes per call), in the call's scope of exit hooks
+   * `exits` when its owner opened one.
    * @internal
    */
-  static root(clock: Clock, random: Random, cancel: Cancellation, signal: AbortSignal | undefined): Context {
+  static root(
+    clock: Clock,
+    random: Random,
+    cancel: Cancellation,
+    signal: AbortSignal | undefined,
+    exits?: Exits,
+  ): Context {
     return new Context(
       clock,
       random,
@@ -140,7 +147,7 @@ export class Context {
       undefined,
       clock.now(),
       false,
-      undefined,
+      exits,
     )
   }
 

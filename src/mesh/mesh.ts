@@ -10,6 +10,7 @@ import { type Clock, systemClock } from '../core/clock.js'
 import { Context } from '../core/context.js'
 import { MeshClosedError } from '../core/errors.js'
 import { Events } from '../core/events.js'
+import { Exits, isJoiningExits } from '../core/exits.js'
 import { type Handler, send } from '../core/handler.js'
 import { type Random, systemRandom } from '../core/random.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
@@ -249,15 +250,21 @@ export class Mesh {
     if (this.#closed) return Promise.reject(new MeshClosedError())
     if (signal?.aborted) return Promise.reject(signal.reason)
     const cancel = this.#enter()
-    const sent = send(handler, req, Context.root(this.clock, this.random, cancel, signal))
+    // The call's scope of exit hooks, for the stages that join it (the bulkhead): run in the
+    // reaction this call has anyway, so they need none of their own (core/exits.ts).
+    const exits = isJoiningExits(handler as Handler<unknown, unknown>) ? new Exits() : undefined
+    const ctx = Context.root(this.clock, this.random, cancel, signal, exits)
+    const sent = send(handler, req, ctx)
     if (signal === undefined) {
       // No signal to race: the handler's own promise, with the call's bookkeeping after it.
       return sent.then(
         (value) => {
+          exits?.run(true, value, req, ctx)
           this.#finish(cancel)
           return value
         },
         (error: unknown) => {
+          exits?.run(false, error, req, ctx)
           this.#finish(cancel)
           throw error
         },
@@ -272,11 +279,13 @@ export class Mesh {
       sent.then(
         (value) => {
           signal.removeEventListener('abort', onAbort)
+          exits?.run(true, value, req, ctx)
           this.#finish(cancel)
           resolve(value)
         },
         (error: unknown) => {
           signal.removeEventListener('abort', onAbort)
+          exits?.run(false, error, req, ctx)
           this.#finish(cancel)
           reject(error)
         },
@@ -296,12 +305,16 @@ export class Mesh {
       return
     }
     const cancel = this.#enter()
-    send(handler, req, Context.root(this.clock, this.random, cancel, undefined)).then(
+    const exits = isJoiningExits(handler as Handler<unknown, unknown>) ? new Exits() : undefined
+    const ctx = Context.root(this.clock, this.random, cancel, undefined, exits)
+    send(handler, req, ctx).then(
       (value) => {
+        exits?.run(true, value, req, ctx)
         this.#finish(cancel)
         sink.resolved(value)
       },
       (error: unknown) => {
+        exits?.run(false, error, req, ctx)
         this.#finish(cancel)
         sink.rejected(error)
       },

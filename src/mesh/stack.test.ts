@@ -1,18 +1,23 @@
 import { describe, expect, it } from 'vitest'
 import type { Context } from '../core/context.js'
-import type { Exits } from '../core/exits.js'
-import { joinsExits } from '../core/exits.js'
+import { Exits, joinsExits } from '../core/exits.js'
 import { chain, compose, type Handler, type Middleware } from '../core/handler.js'
 import type { Verdict } from '../core/outcome.js'
+import { seededRandom } from '../core/random.js'
 import { balancer } from '../stages/balancer/balancer.js'
 import { Endpoint } from '../stages/balancer/endpoint.js'
 import { roundRobin } from '../stages/balancer/strategies.js'
+import { bulkhead } from '../stages/bulkhead/bulkhead.js'
 import { CircuitBreaker, type Permit } from '../stages/circuit-breaker/breaker.js'
 import { circuitBreaker } from '../stages/circuit-breaker/circuit-breaker.js'
+import { deadline } from '../stages/deadline/deadline.js'
 import { constantBackoff } from '../stages/retry/backoff.js'
 import { hedge } from '../stages/retry/hedge.js'
 import { retry } from '../stages/retry/retry.js'
 import { classifyFake, type FakeReq, type FakeRes, fakeProtocol, fixture } from '../stages/test-kit.js'
+import { ManualClock } from '../testing/manual-clock.js'
+import { createMesh } from './mesh.js'
+import { withMesh } from './with-mesh.js'
 
 // The stages between the retry loop and the transport share one reaction per attempt through
 // its exits (core/exits.ts). These tests pin what each stage sees, as if each had its own.
@@ -184,5 +189,65 @@ describe('attempt exits in the stack', () => {
       ['retryable', 100],
     ])
     expect(pending(endpoints)).toEqual([0, 0])
+  })
+
+  it('the bulkhead joins the call scope through the deadline, and retry gives each attempt a scope of its own', async () => {
+    const { clock, ctx } = fixture()
+    const { endpoints, breaker, stages } = parts()
+    const limited = bulkhead<FakeReq, FakeRes>({ max: 1 })
+    const handler = chain(
+      [deadline({ timeout: 1000 }), limited, stages.retry, stages.breaker, stages.balancer],
+      scripted([503, 200, 200], clock),
+    )
+    // What Mesh.invoke does: open the call's scope, run it when the call settles.
+    const call = async () => {
+      const exits = new Exits()
+      const c = ctx.withAttempt(0, ctx.cancel, exits)
+      try {
+        return await handler(REQ, c)
+      } finally {
+        exits.run(true, undefined, REQ, c)
+      }
+    }
+    const first = call()
+    await expect(handler(REQ, ctx.withAttempt(0))).rejects.toMatchObject({ code: 'BULKHEAD_FULL' })
+    await clock.runAll()
+    await expect(first).resolves.toEqual({ status: 200 })
+    // The permit came back when the call's scope ran: the next call is admitted.
+    const second = call()
+    await clock.runAll()
+    await expect(second).resolves.toEqual({ status: 200 })
+    expect(breaker.log.map(([v]) => v)).toEqual(['retryable', 'success', 'success'])
+    expect(pending(endpoints)).toEqual([0, 0])
+  })
+
+  it('through a mesh, a bulkhead of one gives its permit back at the end of every call: answered, failed, retried', async () => {
+    const clock = new ManualClock()
+    let n = 0
+    const answers = [200, 'throw', 503, 200]
+    const transport = async () => {
+      const a = answers[n++]
+      if (a === 'throw') throw new TypeError('fetch failed')
+      return new Response(null, { status: a as number })
+    }
+    const mesh = createMesh(
+      {
+        services: {
+          one: { endpoints: ['http://10.0.0.1:8080'], concurrency: { max: 1 }, retry: { attempts: 2 } },
+        },
+      },
+      { clock, random: seededRandom(1), httpTransport: transport },
+    )
+    const f = withMesh(fetch, mesh)
+    expect((await f('http://one/a')).status).toBe(200)
+    // An error with no network code is a failure, not retried: the call rejects.
+    await expect(f('http://one/b')).rejects.toThrow('fetch failed')
+    // A 503 is retried (after a backoff on the manual clock), then answered.
+    const retried = f('http://one/c')
+    await clock.runAll()
+    expect((await retried).status).toBe(200)
+    expect(n).toBe(4)
+    expect(mesh.inflight).toBe(0)
+    await mesh.close()
   })
 })

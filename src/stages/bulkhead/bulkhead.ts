@@ -23,7 +23,8 @@ import type { TimerHandle } from '../../core/clock.js'
 import type { Context } from '../../core/context.js'
 import { BulkheadFullError, isMeshError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
-import type { Handler, Middleware } from '../../core/handler.js'
+import { type ExitHook, isJoiningExits, joinsExits } from '../../core/exits.js'
+import { type Handler, type Middleware, send } from '../../core/handler.js'
 import { DEFAULT_INITIAL_LIMIT, gradient2Limit, type Limiter, vegasLimit } from './adaptive.js'
 
 /** Options of {@link bulkhead}; the defaults mirror the config's `concurrency`. */
@@ -119,17 +120,20 @@ export function bulkhead<Req, Res>(options: BulkheadOptions = {}): Middleware<Re
     throw error
   }
 
-  function admit(next: Handler<Req, Res>, req: Req, ctx: Context): Promise<Res> {
+  // A call admitted in the call's open scope (Mesh.invoke's) gives its permit back there.
+  const releaseExit: ExitHook = release
+
+  function admit(next: Handler<Req, Res>, req: Req, ctx: Context, passOn: boolean): Promise<Res> {
     inflight++
-    if (limiter !== undefined) return admitMeasured(limiter, next, req, ctx)
-    let inner: Promise<Res>
-    try {
-      inner = next(req, ctx)
-    } catch (error) {
-      release()
-      return Promise.reject(error)
+    const exits = ctx.exits
+    // The scope goes on only to a handler that joins it (core/exits.ts); retry does not.
+    const inner = exits === undefined || passOn ? ctx : ctx.withExits(undefined)
+    if (limiter !== undefined) return admitMeasured(limiter, next, req, inner)
+    if (exits !== undefined) {
+      exits.add(releaseExit, undefined, undefined)
+      return send(next, req, inner)
     }
-    return inner.then(passValue, passError)
+    return send(next, req, inner).then(passValue, passError)
   }
 
   function admitMeasured(lim: Limiter, next: Handler<Req, Res>, req: Req, ctx: Context): Promise<Res> {
@@ -177,7 +181,7 @@ export function bulkhead<Req, Res>(options: BulkheadOptions = {}): Middleware<Re
       if (w.timer !== undefined) w.ctx.clock.clearTimer(w.timer)
       w.unlink()
       // It waited: the stages inside time the call from now.
-      w.resolve(admit(w.next, w.req, w.ctx.restarted()))
+      w.resolve(admit(w.next, w.req, w.ctx.restarted(), false))
     }
   }
 
@@ -261,13 +265,15 @@ export function bulkhead<Req, Res>(options: BulkheadOptions = {}): Middleware<Re
     })
   }
 
-  return (next) =>
-    function bulkheadStage(req, ctx) {
+  return (next) => {
+    const passOn = isJoiningExits(next as Handler<unknown, unknown>)
+    return joinsExits(function bulkheadStage(req: Req, ctx: Context): Promise<Res> {
       if (oldest === undefined && inflight < (limiter === undefined ? max : limiter.limit)) {
-        return admit(next, req, ctx)
+        return admit(next, req, ctx, passOn)
       }
       return wait(next, req, ctx)
-    }
+    })
+  }
 }
 
 function limiterFor(

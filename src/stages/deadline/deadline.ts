@@ -9,7 +9,8 @@
  * `withInboundDeadline` on a server) inherits it, as Finagle's `Deadline` context does, so that
  * a server never spends longer on its upstreams than its own caller is still waiting.
  */
-import type { Middleware } from '../../core/handler.js'
+import { isJoiningExits, joinsExits } from '../../core/exits.js'
+import type { Handler, Middleware } from '../../core/handler.js'
 import { inheritedDeadline } from './propagation.js'
 
 /** Options of {@link deadline}. */
@@ -36,8 +37,8 @@ export interface DeadlineOptions {
 export function deadline<Req, Res>(options: DeadlineOptions): Middleware<Req, Res> {
   const timeout = options.timeout > 0 ? options.timeout : Number.POSITIVE_INFINITY
   const local = options.local === true
-  return (next) =>
-    function deadlineStage(req, ctx) {
+  return (next) => {
+    const stage: Handler<Req, Res> = function deadlineStage(req, ctx) {
       const inherited = inheritedDeadline(ctx.clock)
       let d = inherited
       if (timeout !== Number.POSITIVE_INFINITY) {
@@ -50,4 +51,8 @@ export function deadline<Req, Res>(options: DeadlineOptions): Middleware<Req, Re
         local && inherited === Number.POSITIVE_INFINITY && ctx.deadline === Number.POSITIVE_INFINITY
       return next(req, ctx.withDeadline(d, alone))
     }
+    // It neither adds an exit nor changes the outcome: a call's scope may pass through it to a
+    // stage that joins (the bulkhead), and only then (core/exits.ts).
+    return isJoiningExits(next as Handler<unknown, unknown>) ? joinsExits(stage) : stage
+  }
 }
