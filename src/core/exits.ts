@@ -20,7 +20,7 @@
  * (`ctx.withAttempt`), so no attempt's exits run on another's outcome.
  */
 import type { Context } from './context.js'
-import { type Handler, send } from './handler.js'
+import { type Handler, hasMark, markHandler, send } from './handler.js'
 
 /**
  * What a joiner runs when the attempt settles: its two values as given to {@link Exits.add},
@@ -103,13 +103,12 @@ const JOINS_EXITS = Symbol.for('meshlet.joinsExits')
  * @internal
  */
 export function joinsExits<Req, Res>(handler: Handler<Req, Res>): Handler<Req, Res> {
-  ;(handler as unknown as Record<symbol, boolean>)[JOINS_EXITS] = true
-  return handler
+  return markHandler(handler, JOINS_EXITS)
 }
 
 /** Whether `handler` was marked with {@link joinsExits}. @internal */
 export function isJoiningExits(handler: Handler<unknown, unknown>): boolean {
-  return (handler as unknown as Record<symbol, boolean | undefined>)[JOINS_EXITS] === true
+  return hasMark(handler, JOINS_EXITS)
 }
 
 /**

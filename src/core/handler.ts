@@ -83,6 +83,21 @@ export function send<Req, Res>(handler: Handler<Req, Res>, req: Req, ctx: Contex
   }
 }
 
+/**
+ * Sets the mark `key` on `handler`: what a stage tells the stage around it about itself, read
+ * once when the stack is built (`settlesOnCancel`, `joinsExits`).
+ * @internal
+ */
+export function markHandler<Req, Res>(handler: Handler<Req, Res>, key: symbol): Handler<Req, Res> {
+  ;(handler as unknown as Record<symbol, boolean>)[key] = true
+  return handler
+}
+
+/** Whether `handler` carries the mark `key` ({@link markHandler}). @internal */
+export function hasMark(handler: Handler<unknown, unknown>, key: symbol): boolean {
+  return (handler as unknown as Record<symbol, boolean | undefined>)[key] === true
+}
+
 const SETTLES_ON_CANCEL = Symbol.for('meshlet.settlesOnCancel')
 
 /**
@@ -92,11 +107,10 @@ const SETTLES_ON_CANCEL = Symbol.for('meshlet.settlesOnCancel')
  * @internal
  */
 export function settlesOnCancel<Req, Res>(handler: Handler<Req, Res>): Handler<Req, Res> {
-  ;(handler as unknown as Record<symbol, boolean>)[SETTLES_ON_CANCEL] = true
-  return handler
+  return markHandler(handler, SETTLES_ON_CANCEL)
 }
 
 /** Whether `handler` was marked with {@link settlesOnCancel}. @internal */
 export function isSettlingOnCancel(handler: Handler<unknown, unknown>): boolean {
-  return (handler as unknown as Record<symbol, boolean | undefined>)[SETTLES_ON_CANCEL] === true
+  return hasMark(handler, SETTLES_ON_CANCEL)
 }
