@@ -14,7 +14,8 @@
  * order. It counts instructions, not time: a cache miss or a syscall counts as one. meshlet is
  * loaded from dist/, as in the rest of the bench.
  *
- * Writes bench/results/instructions-node<major>.json and prints a markdown table.
+ * Writes bench/results/instructions-node<major>.json (shown in docs/performance.md by the next
+ * `npm run bench`, or at once by `npx tsx bench/run.ts --render`) and prints a markdown table.
  */
 import { execFile } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -22,6 +23,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { build } from 'esbuild'
 import { distHash, ROOT } from './lib.js'
+import type { InstructionsRun } from './report.js'
 
 const run = promisify(execFile)
 const CALLS = Number(process.env['INSTRUCTIONS_CALLS'] ?? 20_000)
@@ -108,8 +110,15 @@ const lines = [
 ]
 const major = process.version.replace(/^v/, '').split('.')[0]
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
+const saved: InstructionsRun = {
+  node: process.version,
+  dist: distHash(),
+  calls: CALLS,
+  date: new Date().toISOString(),
+  rows,
+}
 writeFileSync(
   join(ROOT, 'bench', 'results', `instructions-node${major}.json`),
-  `${JSON.stringify({ node: process.version, dist: distHash(), calls: CALLS, date: new Date().toISOString(), rows }, null, 2)}\n`,
+  `${JSON.stringify(saved, null, 2)}\n`,
 )
 process.stdout.write(`${lines.join('\n')}\n`)

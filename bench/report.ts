@@ -282,7 +282,21 @@ function roundSpread(rows: readonly LoopResult[], base: string): string {
 const mark = (j: Judged) => (j.met === undefined ? '-' : j.met ? 'met' : '**not met**')
 
 /** The markdown of docs/performance.md for `runs` (the first is the reference, Node 20). */
-export function render(runs: readonly RunResult[], history: readonly HistoryEntry[] = []): string {
+/** One run of `npm run bench:instructions` (bench/instructions.ts), as saved in bench/results/. */
+export interface InstructionsRun {
+  readonly node: string
+  /** The `dist` hash of the build counted. */
+  readonly dist: string
+  readonly calls: number
+  readonly date: string
+  readonly rows: readonly { readonly id: string; readonly name: string; readonly instructions: number }[]
+}
+
+export function render(
+  runs: readonly RunResult[],
+  history: readonly HistoryEntry[] = [],
+  instructions: readonly InstructionsRun[] = [],
+): string {
   const out: string[] = []
   const ref = runs[0]!
   const by = (f: (r: RunResult) => string | number) => runs.map(f)
@@ -445,6 +459,38 @@ export function render(runs: readonly RunResult[], history: readonly HistoryEntr
     ),
     '',
   )
+
+  if (instructions.length > 0) {
+    const names = [
+      ...new Map(instructions.flatMap((x) => x.rows.map((r) => [r.id, r.name] as const))).entries(),
+    ]
+    const count = (x: InstructionsRun, id: string) => x.rows.find((r) => r.id === id)?.instructions
+    out.push(
+      '## In process: instructions per call',
+      '',
+      'Counted by `npm run bench:instructions` (callgrind, `node --predictable`; bench/README.md), a',
+      "steady figure where the ns/op above move with the host's load: two runs of one build agreed",
+      'to within ~30 instructions per call. Counted on its own schedule, so the build may differ from',
+      'the runs above: each column names the build it counted (theirs are in Runs). Instructions, not',
+      'time: read them to compare builds and peers on the same Node.',
+      '',
+      table(
+        ['what', ...instructions.flatMap((x) => [`${x.node} (dist ${x.dist})`, 'x bare'])],
+        names.map(([id, name]) => [
+          name,
+          ...instructions.flatMap((x) => {
+            const n = count(x, id)
+            const bare = count(x, 'bare')
+            return [
+              n === undefined ? '-' : int(n),
+              n === undefined || bare === undefined ? '-' : `${fixed(n / bare, 1)}x`,
+            ]
+          }),
+        ]),
+      ),
+      '',
+    )
+  }
 
   // Loopback.
   const loopTable = (rows: readonly LoopResult[], base: string) => {

@@ -14,7 +14,7 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, write
 import { join } from 'node:path'
 import { ROOT } from './lib.js'
 import { measure, type Settings } from './measure.js'
-import { type HistoryEntry, keyFigures, type RunResult, render } from './report.js'
+import { type HistoryEntry, type InstructionsRun, keyFigures, type RunResult, render } from './report.js'
 
 const smoke = process.argv.includes('--smoke')
 const renderOnly = process.argv.includes('--render')
@@ -76,9 +76,18 @@ function savedHistory(): HistoryEntry[] {
     .map((line) => JSON.parse(line) as HistoryEntry)
 }
 
+/** Every Node version's latest `npm run bench:instructions`, Node 20 first. */
+function savedInstructions(): InstructionsRun[] {
+  if (!existsSync(RESULTS)) return []
+  return readdirSync(RESULTS)
+    .filter((f) => /^instructions-node\d+\.json$/.test(f))
+    .sort((a, b) => (a.includes('node20') ? -1 : b.includes('node20') ? 1 : a.localeCompare(b)))
+    .map((f) => JSON.parse(readFileSync(join(RESULTS, f), 'utf8')) as InstructionsRun)
+}
+
 let markdown: string
 if (renderOnly) {
-  markdown = render(savedRuns(), savedHistory())
+  markdown = render(savedRuns(), savedHistory(), savedInstructions())
 } else {
   const result = await measure(settings, smoke, log)
   if (smoke) {
@@ -88,7 +97,7 @@ if (renderOnly) {
     mkdirSync(RESULTS, { recursive: true })
     writeFileSync(join(RESULTS, `node${major}.json`), `${JSON.stringify(result, null, 2)}\n`)
     appendFileSync(HISTORY, `${JSON.stringify(keyFigures(result))}\n`)
-    markdown = render(savedRuns(), savedHistory())
+    markdown = render(savedRuns(), savedHistory(), savedInstructions())
     log(`\nwrote bench/results/node${major}.json, appended to bench/results/history.jsonl`)
   }
 }
