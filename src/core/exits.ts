@@ -20,7 +20,7 @@
  * (`ctx.withAttempt`), so no attempt's exits run on another's outcome.
  */
 import type { Context } from './context.js'
-import { type Handler, hasMark, markHandler, send } from './handler.js'
+import { type Handler, markHandler, send } from './handler.js'
 
 /**
  * What a joiner runs when the attempt settles: its two values as given to {@link Exits.add},
@@ -108,7 +108,7 @@ export function joinsExits<Req, Res>(handler: Handler<Req, Res>): Handler<Req, R
 
 /** Whether `handler` was marked with {@link joinsExits}. @internal */
 export function isJoiningExits(handler: Handler<unknown, unknown>): boolean {
-  return hasMark(handler, JOINS_EXITS)
+  return (handler as unknown as Record<symbol, boolean | undefined>)[JOINS_EXITS] === true
 }
 
 /**
