@@ -17,6 +17,23 @@ describe('Exits', () => {
     expect(seen).toEqual([4, 3, 2, 1, 0].map((i) => [i, `b${i}`, false, 'boom']))
   })
 
+  it('a hook that throws does not stop the others; the first error comes out after the last hook', () => {
+    const exits = new Exits()
+    const ran: number[] = []
+    for (let i = 0; i < 4; i++) {
+      exits.add(
+        () => {
+          ran.push(i)
+          if (i === 3 || i === 1) throw new Error(`hook ${i}`)
+        },
+        i,
+        0,
+      )
+    }
+    expect(() => exits.run(true, 'v', 'req', ctx)).toThrow('hook 3')
+    expect(ran).toEqual([3, 2, 1, 0])
+  })
+
   it('gives each hook the request and the context it was run with', () => {
     const exits = new Exits()
     let got: unknown[] = []

@@ -67,29 +67,47 @@ export class Exits {
     }
   }
 
-  /** Runs every hook once, the last added first, then forgets them (a second run does nothing). */
+  /**
+   * Runs every hook once, the last added first, then forgets them (a second run does nothing).
+   * A hook that throws (a bug: hooks must not) does not stop the others, which give back what
+   * they hold as their own `.then` would have; the first error is thrown after the last hook.
+   */
   run(ok: boolean, result: unknown, req: unknown, ctx: Context): void {
+    let failure: { error: unknown } | undefined
     const more = this.#more
     if (more !== undefined) {
       this.#more = undefined
       for (let i = more.length - 3; i >= 0; i -= 3) {
-        ;(more[i] as ExitHook)(more[i + 1], more[i + 2], ok, result, req, ctx)
+        try {
+          ;(more[i] as ExitHook)(more[i + 1], more[i + 2], ok, result, req, ctx)
+        } catch (error) {
+          failure ??= { error }
+        }
       }
     }
     const f1 = this.#f1
     if (f1 !== undefined) {
       this.#f1 = undefined
-      f1(this.#a1, this.#b1, ok, result, req, ctx)
+      try {
+        f1(this.#a1, this.#b1, ok, result, req, ctx)
+      } catch (error) {
+        failure ??= { error }
+      }
       this.#a1 = undefined
       this.#b1 = undefined
     }
     const f0 = this.#f0
     if (f0 !== undefined) {
       this.#f0 = undefined
-      f0(this.#a0, this.#b0, ok, result, req, ctx)
+      try {
+        f0(this.#a0, this.#b0, ok, result, req, ctx)
+      } catch (error) {
+        failure ??= { error }
+      }
       this.#a0 = undefined
       this.#b0 = undefined
     }
+    if (failure !== undefined) throw failure.error
   }
 }
 

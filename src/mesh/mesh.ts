@@ -259,13 +259,14 @@ export class Mesh {
       // No signal to race: the handler's own promise, with the call's bookkeeping after it.
       return sent.then(
         (value) => {
-          exits?.run(true, value, req, ctx)
+          // The call's bookkeeping first: a hook that failed must not leave it counted in flight.
           this.#finish(cancel)
+          exits?.run(true, value, req, ctx)
           return value
         },
         (error: unknown) => {
-          exits?.run(false, error, req, ctx)
           this.#finish(cancel)
+          exits?.run(false, error, req, ctx)
           throw error
         },
       )
@@ -279,15 +280,23 @@ export class Mesh {
       sent.then(
         (value) => {
           signal.removeEventListener('abort', onAbort)
-          exits?.run(true, value, req, ctx)
           this.#finish(cancel)
-          resolve(value)
+          try {
+            exits?.run(true, value, req, ctx)
+            resolve(value)
+          } catch (failure) {
+            reject(failure)
+          }
         },
         (error: unknown) => {
           signal.removeEventListener('abort', onAbort)
-          exits?.run(false, error, req, ctx)
           this.#finish(cancel)
-          reject(error)
+          try {
+            exits?.run(false, error, req, ctx)
+            reject(error)
+          } catch (failure) {
+            reject(failure)
+          }
         },
       )
     })
@@ -309,13 +318,23 @@ export class Mesh {
     const ctx = Context.root(this.clock, this.random, cancel, undefined, exits)
     send(handler, req, ctx).then(
       (value) => {
-        exits?.run(true, value, req, ctx)
         this.#finish(cancel)
+        try {
+          exits?.run(true, value, req, ctx)
+        } catch (failure) {
+          sink.rejected(failure)
+          return
+        }
         sink.resolved(value)
       },
       (error: unknown) => {
-        exits?.run(false, error, req, ctx)
         this.#finish(cancel)
+        try {
+          exits?.run(false, error, req, ctx)
+        } catch (failure) {
+          sink.rejected(failure)
+          return
+        }
         sink.rejected(error)
       },
     )

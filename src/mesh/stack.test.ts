@@ -250,4 +250,26 @@ describe('attempt exits in the stack', () => {
     expect(mesh.inflight).toBe(0)
     await mesh.close()
   })
+
+  it('a call whose exit hook throws rejects with that error and is not left in flight, by invoke as by run', async () => {
+    const mesh = createMesh({ services: {} })
+    const failingHook = joinsExits<string, string>(async (req, c) => {
+      c.exits?.add(
+        () => {
+          throw new Error('hook failed')
+        },
+        0,
+        0,
+      )
+      return `${req}!`
+    })
+    await expect(mesh.invoke(failingHook, 'a', undefined)).rejects.toThrow('hook failed')
+    await expect(mesh.invoke(failingHook, 'b', new AbortController().signal)).rejects.toThrow('hook failed')
+    const seen = await new Promise<unknown>((resolve) =>
+      mesh.run(failingHook, 'c', { resolved: resolve, rejected: resolve }),
+    )
+    expect(seen).toMatchObject({ message: 'hook failed' })
+    expect(mesh.inflight).toBe(0)
+    await mesh.close()
+  })
 })
