@@ -18,6 +18,10 @@
  * joiner's own `.then` would have seen, in the same order (innermost first). A stage that
  * starts attempts of its own (retry, hedge) gives each a context without the scope
  * (`ctx.withAttempt`), so no attempt's exits run on another's outcome.
+ *
+ * A runner ({@link runsExits}) is a joiner that runs the scope it is given itself, in a reaction
+ * it has anyway: the retry stage runs the call's scope (`Mesh.invoke`'s) once the call's outcome
+ * is known, so the call needs no reaction of its own (D32).
  */
 import type { Context } from './context.js'
 import { type Handler, markHandler, send } from './handler.js'
@@ -129,6 +133,29 @@ export function isJoiningExits(handler: Handler<unknown, unknown>): boolean {
   return (handler as unknown as Record<symbol, boolean | undefined>)[JOINS_EXITS] === true
 }
 
+const RUNS_EXITS = Symbol.for('meshlet.runsExits')
+
+/**
+ * Marks `handler` as a runner: a joiner (it is marked {@link joinsExits} too) that, given a
+ * context with an open scope, runs that scope's hooks itself, once, with exactly the outcome its
+ * returned promise settles with, before that promise settles, on every path (early rejections
+ * included). The retry stage is one: it has a reaction per call anyway, so the scope of the call
+ * (`Mesh.invoke`'s) is run there, and `invoke` needs no reaction of its own (decision D32). A
+ * stage that always calls its next handler and passes the scope on unchanged (the deadline), or
+ * runs the scope itself on the paths where it does not (the bulkhead's queue), is a runner when
+ * its next handler is.
+ * @internal
+ */
+export function runsExits<Req, Res>(handler: Handler<Req, Res>): Handler<Req, Res> {
+  markHandler(handler, JOINS_EXITS)
+  return markHandler(handler, RUNS_EXITS)
+}
+
+/** Whether `handler` was marked with {@link runsExits}. @internal */
+export function isRunningExits(handler: Handler<unknown, unknown>): boolean {
+  return (handler as unknown as Record<symbol, boolean | undefined>)[RUNS_EXITS] === true
+}
+
 /**
  * Runs `next` in the scope `exits` that the caller opened (`ctx.exits === exits`), and the exits
  * once it settles: the one reaction of a scope's owner that has nothing else to do in it.
@@ -140,7 +167,21 @@ export function runScoped<Req, Res>(
   ctx: Context,
   exits: Exits,
 ): Promise<Res> {
-  return send(next, req, ctx).then(
+  return settleScope(send(next, req, ctx), exits, req, ctx)
+}
+
+/**
+ * `promise`, with the scope `exits` run once it settles (with its outcome) and before what this
+ * returns settles: how a runner keeps its promise on a path that does not pass the scope on.
+ * @internal
+ */
+export function settleScope<Res>(
+  promise: Promise<Res>,
+  exits: Exits,
+  req: unknown,
+  ctx: Context,
+): Promise<Res> {
+  return promise.then(
     (value) => {
       exits.run(true, value, req, ctx)
       return value

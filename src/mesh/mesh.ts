@@ -10,7 +10,7 @@ import { type Clock, systemClock } from '../core/clock.js'
 import { Context } from '../core/context.js'
 import { MeshClosedError } from '../core/errors.js'
 import { Events } from '../core/events.js'
-import { Exits, isJoiningExits } from '../core/exits.js'
+import { type ExitHook, Exits, isJoiningExits, isRunningExits } from '../core/exits.js'
 import { type Handler, send } from '../core/handler.js'
 import { type Random, systemRandom } from '../core/random.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
@@ -250,6 +250,20 @@ export class Mesh {
     if (this.#closed) return Promise.reject(new MeshClosedError())
     if (signal?.aborted) return Promise.reject(signal.reason)
     const cancel = this.#enter()
+    if (signal === undefined && isRunningExits(handler as Handler<unknown, unknown>)) {
+      // The stack runs the call's scope itself, in the reaction its retry stage has anyway: the
+      // call's bookkeeping is one more exit there, and this call adds no promise (D32).
+      const scope = new Exits()
+      scope.add(Mesh.#finishExit, this, cancel)
+      const root = Context.root(this.clock, this.random, cancel, undefined, scope)
+      try {
+        return handler(req, root)
+      } catch (error) {
+        // Thrown before a runner took the scope (a second run does nothing if one did).
+        scope.run(false, error, req, root)
+        return Promise.reject(error)
+      }
+    }
     // The call's scope of exit hooks, for the stages that join it (the bulkhead): run in the
     // reaction this call has anyway, so they need none of their own (core/exits.ts).
     const exits = isJoiningExits(handler as Handler<unknown, unknown>) ? new Exits() : undefined
@@ -338,6 +352,11 @@ export class Mesh {
         sink.rejected(error)
       },
     )
+  }
+
+  /** The call's bookkeeping as the exit of its scope, for a stack that runs it (D32). */
+  static readonly #finishExit: ExitHook = (mesh, cancel) => {
+    ;(mesh as Mesh).#finish(cancel as InflightCall)
   }
 
   /** A call starts: its root token, linked into the calls in flight. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { Context } from '../core/context.js'
-import { Exits, joinsExits } from '../core/exits.js'
+import { Exits, isJoiningExits, isRunningExits, joinsExits, runsExits } from '../core/exits.js'
 import { chain, compose, type Handler, type Middleware } from '../core/handler.js'
 import type { Verdict } from '../core/outcome.js'
 import { seededRandom } from '../core/random.js'
@@ -269,6 +269,138 @@ describe('attempt exits in the stack', () => {
       mesh.run(failingHook, 'c', { resolved: resolve, rejected: resolve }),
     )
     expect(seen).toMatchObject({ message: 'hook failed' })
+    expect(mesh.inflight).toBe(0)
+    await mesh.close()
+  })
+})
+
+// The call's scope, run by the retry stage (D32): Mesh.invoke adds its bookkeeping to the scope
+// and leaves the call's one reaction to the stack, so every path must run the scope.
+describe('the call scope run by the retry stage (D32)', () => {
+  /** A scope whose one hook records what it saw, and whether the call had settled by then. */
+  function recorder() {
+    const seen: Array<[boolean, unknown]> = []
+    const scope = new Exits()
+    scope.add((_a, _b, ok, result) => seen.push([ok, result]), 0, 0)
+    return { seen, scope }
+  }
+  const retrying = (classify = classifyFake, budget?: Parameters<typeof retry>[0]['budget']) =>
+    retry<FakeReq, FakeRes>({
+      attempts: 3,
+      backoff: constantBackoff(0),
+      classify,
+      protocol: fakeProtocol,
+      ...(budget ? { budget } : {}),
+    })
+
+  it('marks retry, and a deadline or bulkhead around it, as runners; nothing else', () => {
+    const { stages } = parts()
+    const transport: Handler<FakeReq, FakeRes> = async () => ({ status: 200 })
+    expect(
+      isRunningExits(chain([stages.retry, stages.breaker], transport) as Handler<unknown, unknown>),
+    ).toBe(true)
+    const stack = chain([deadline({ timeout: 1000 }), bulkhead({ max: 1 }), stages.retry], transport)
+    expect(isRunningExits(stack as Handler<unknown, unknown>)).toBe(true)
+    // A retry of one attempt and no budget is no stage at all: the breaker below is a joiner only.
+    const single = retry<FakeReq, FakeRes>({ attempts: 1, classify: classifyFake, protocol: fakeProtocol })
+    const noRetry = chain([deadline({ timeout: 1000 }), single, stages.breaker, stages.balancer], transport)
+    expect(isJoiningExits(noRetry as Handler<unknown, unknown>)).toBe(true)
+    expect(isRunningExits(noRetry as Handler<unknown, unknown>)).toBe(false)
+    // A user's stage outside is never given a scope, so the call keeps a reaction of its own.
+    const user: Middleware<FakeReq, FakeRes> = (next) => (req, c) => next(req, c)
+    expect(isRunningExits(chain([user, stages.retry], transport) as Handler<unknown, unknown>)).toBe(false)
+  })
+
+  it('runs the scope once with the outcome the call settles with, before it settles, on every path', async () => {
+    const { clock, ctx } = fixture()
+    const boom = new TypeError('boom')
+    const cases: Array<[string, Array<number | Error>, [boolean, unknown]]> = [
+      ['answered at once', [200], [true, { status: 200 }]],
+      ['answered after two retries', [503, 503, 200], [true, { status: 200 }]],
+      ['retried until attempts ran out', [503, 503, 503], [true, { status: 503 }]],
+      ['failed on every attempt', [boom, boom, boom], [false, boom]],
+    ]
+    for (const [name, script, expected] of cases) {
+      const { seen, scope } = recorder()
+      const handler = retrying()(scripted(script, clock))
+      const call = handler(REQ, ctx.withExits(scope)).then(
+        (value) => ({ ran: seen.length, outcome: [true, value] }),
+        (error: unknown) => ({ ran: seen.length, outcome: [false, error] }),
+      )
+      await clock.runAll()
+      const settled = await call
+      expect(settled.outcome, name).toEqual(expected)
+      // The hook had run, once, when the call's promise settled, and saw what the caller sees.
+      expect(settled.ran, name).toBe(1)
+      expect(seen, name).toEqual([expected])
+    }
+  })
+
+  it('runs the scope when a classifier or a budget of the application throws', async () => {
+    const { clock, ctx } = fixture()
+    const bad = new Error('classifier bug')
+    const throwing = retrying(() => {
+      throw bad
+    })(scripted([200], clock))
+    const a = recorder()
+    const first = expect(throwing(REQ, ctx.withExits(a.scope))).rejects.toBe(bad)
+    await clock.runAll()
+    await first
+    expect(a.seen).toEqual([[false, bad]])
+
+    const broken = new Error('budget bug')
+    const budget = {
+      deposit() {
+        throw broken
+      },
+      tryWithdraw: () => true,
+      record() {},
+    }
+    const b = recorder()
+    const second = retrying(classifyFake, budget as never)(scripted([200], clock))(
+      REQ,
+      ctx.withExits(b.scope),
+    )
+    await expect(second).rejects.toBe(broken)
+    expect(b.seen).toEqual([[false, broken]])
+  })
+
+  it('through a mesh, no call is left in flight: answered, refused by a full bulkhead, queued, expired in the queue', async () => {
+    const clock = new ManualClock()
+    const mesh = createMesh({ services: {} }, { clock, random: seededRandom(1) })
+    const limited = chain(
+      [
+        deadline({ timeout: 1000 }),
+        bulkhead<FakeReq, FakeRes>({ max: 1, queue: 1, queueTimeout: 50 }),
+        retrying(),
+      ],
+      scripted([200, 200, 200], clock, 100),
+    )
+    expect(isRunningExits(limited as Handler<unknown, unknown>)).toBe(true)
+    const a = mesh.invoke(limited, REQ, undefined) // admitted
+    const b = mesh.invoke(limited, REQ, undefined) // queued, then expires after 50 ms
+    const bFailed = expect(b).rejects.toMatchObject({ code: 'BULKHEAD_FULL' })
+    const c = mesh.invoke(limited, REQ, undefined) // refused: the queue is full
+    await expect(c).rejects.toMatchObject({ code: 'BULKHEAD_FULL' })
+    expect(mesh.inflight).toBe(2)
+    await clock.advance(60)
+    await bFailed
+    expect(mesh.inflight).toBe(1)
+    const d = mesh.invoke(limited, REQ, undefined) // queued, admitted when `a` ends
+    await clock.advance(100)
+    await expect(a).resolves.toEqual({ status: 200 })
+    await clock.advance(100)
+    await expect(d).resolves.toEqual({ status: 200 })
+    expect(mesh.inflight).toBe(0)
+    await mesh.close()
+  })
+
+  it('through a mesh, a stage that throws before retry still takes the call out of flight', async () => {
+    const mesh = createMesh({ services: {} })
+    const throwing = runsExits<FakeReq, FakeRes>(() => {
+      throw new Error('thrown, not rejected')
+    })
+    await expect(mesh.invoke(throwing, REQ, undefined)).rejects.toThrow('thrown, not rejected')
     expect(mesh.inflight).toBe(0)
     await mesh.close()
   })

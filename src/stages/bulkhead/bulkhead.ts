@@ -23,7 +23,14 @@ import type { TimerHandle } from '../../core/clock.js'
 import type { Context } from '../../core/context.js'
 import { BulkheadFullError, isMeshError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
-import { type ExitHook, isJoiningExits, joinsExits } from '../../core/exits.js'
+import {
+  type ExitHook,
+  isJoiningExits,
+  isRunningExits,
+  joinsExits,
+  runsExits,
+  settleScope,
+} from '../../core/exits.js'
 import { type Handler, type Middleware, send } from '../../core/handler.js'
 import { DEFAULT_INITIAL_LIMIT, gradient2Limit, type Limiter, vegasLimit } from './adaptive.js'
 
@@ -267,12 +274,19 @@ export function bulkhead<Req, Res>(options: BulkheadOptions = {}): Middleware<Re
 
   return (next) => {
     const passOn = isJoiningExits(next as Handler<unknown, unknown>)
-    return joinsExits(function bulkheadStage(req: Req, ctx: Context): Promise<Res> {
+    // Around a runner (retry), so is the bulkhead: an admitted call passes the scope on to it,
+    // and a refused or queued one runs the scope here, in a reaction of its own (D32).
+    const runner = isRunningExits(next as Handler<unknown, unknown>)
+    const stage = function bulkheadStage(req: Req, ctx: Context): Promise<Res> {
       if (oldest === undefined && inflight < (limiter === undefined ? max : limiter.limit)) {
         return admit(next, req, ctx, passOn)
       }
+      const exits = ctx.exits
+      if (runner && exits !== undefined)
+        return settleScope(wait(next, req, ctx.withExits(undefined)), exits, req, ctx)
       return wait(next, req, ctx)
-    })
+    }
+    return runner ? runsExits(stage) : joinsExits(stage)
   }
 }
 

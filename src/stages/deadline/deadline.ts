@@ -9,7 +9,7 @@
  * `withInboundDeadline` on a server) inherits it, as Finagle's `Deadline` context does, so that
  * a server never spends longer on its upstreams than its own caller is still waiting.
  */
-import { isJoiningExits, joinsExits } from '../../core/exits.js'
+import { isJoiningExits, isRunningExits, joinsExits, runsExits } from '../../core/exits.js'
 import type { Handler, Middleware } from '../../core/handler.js'
 import { inheritedDeadline } from './propagation.js'
 
@@ -52,7 +52,9 @@ export function deadline<Req, Res>(options: DeadlineOptions): Middleware<Req, Re
       return next(req, ctx.withDeadline(d, alone))
     }
     // It neither adds an exit nor changes the outcome: a call's scope may pass through it to a
-    // stage that joins (the bulkhead), and only then (core/exits.ts).
+    // stage that joins (the bulkhead), and only then (core/exits.ts). It always calls `next`, so
+    // it runs the scope exactly when `next` does (a runner, such as retry: D32).
+    if (isRunningExits(next as Handler<unknown, unknown>)) return runsExits(stage)
     return isJoiningExits(next as Handler<unknown, unknown>) ? joinsExits(stage) : stage
   }
 }

@@ -14,7 +14,7 @@ import { ATTEMPTED, Attempted } from '../../core/attempts.js'
 import type { Context } from '../../core/context.js'
 import { RetryBudgetExhaustedError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
-import { Exits, isJoiningExits } from '../../core/exits.js'
+import { Exits, isJoiningExits, runsExits, settleScope } from '../../core/exits.js'
 import { type Handler, type Middleware, send } from '../../core/handler.js'
 import type { Classifier, Outcome, Protocol, Verdict } from '../../core/outcome.js'
 import { type Backoff, exponentialBackoff } from './backoff.js'
@@ -118,31 +118,64 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
       }
     }
 
-    return function retryStage(req, ctx) {
-      budget.deposit(ctx.startedAt)
+    // A runner (core/exits.ts): the scope it is given (the call's, from Mesh.invoke) is run in
+    // this stage's own reaction once the call's outcome is known, so the caller needs none (D32).
+    return runsExits(function retryStage(req: Req, ctx: Context): Promise<Res> {
+      const outer = ctx.exits
+      try {
+        budget.deposit(ctx.startedAt)
+      } catch (error) {
+        // A budget of the application's that throws: the call fails, and its scope still runs.
+        outer?.run(false, error, req, ctx)
+        return Promise.reject(error)
+      }
       const exits = scoped ? new Exits() : undefined
+      // The attempt never sees the caller's scope: it gets its own, or none.
       const attemptCtx =
-        attempts > 1 ? ctx.withEntry(ATTEMPTED, new Attempted(), exits) : exits ? ctx.withExits(exits) : ctx
+        attempts > 1
+          ? ctx.withEntry(ATTEMPTED, new Attempted(), exits)
+          : exits !== undefined || outer !== undefined
+            ? ctx.withExits(exits)
+            : ctx
       // A handler that throws instead of rejecting is judged as a rejection.
       return send(next, req, attemptCtx).then(
         (value) => {
-          exits?.run(true, value, req, attemptCtx)
-          const outcome: Outcome<Res> = { ok: true, value }
-          const verdict = classify(req, outcome)
-          budget.record(verdict)
-          if (verdict !== 'retryable' || attempts <= 1) return value
-          return retryLoop(req, ctx, outcome, verdict, attemptCtx)
+          let verdict: Verdict
+          try {
+            exits?.run(true, value, req, attemptCtx)
+            verdict = classify(req, { ok: true, value })
+            budget.record(verdict)
+          } catch (failure) {
+            // A bug in a hook or a classifier: the call fails with it, and its scope still runs.
+            outer?.run(false, failure, req, ctx)
+            throw failure
+          }
+          if (verdict !== 'retryable' || attempts <= 1) {
+            outer?.run(true, value, req, ctx)
+            return value
+          }
+          const loop = retryLoop(req, ctx, { ok: true, value }, verdict, attemptCtx)
+          return outer === undefined ? loop : settleScope(loop, outer, req, ctx)
         },
         (error: unknown) => {
-          exits?.run(false, error, req, attemptCtx)
-          const outcome: Outcome<Res> = { ok: false, error }
-          const verdict = classify(req, outcome)
-          budget.record(verdict)
-          if (verdict !== 'retryable' || attempts <= 1) throw error
-          return retryLoop(req, ctx, outcome, verdict, attemptCtx)
+          let verdict: Verdict
+          try {
+            exits?.run(false, error, req, attemptCtx)
+            verdict = classify(req, { ok: false, error })
+            budget.record(verdict)
+          } catch (failure) {
+            outer?.run(false, failure, req, ctx)
+            throw failure
+          }
+          if (verdict !== 'retryable' || attempts <= 1) {
+            outer?.run(false, error, req, ctx)
+            throw error
+          }
+          const loop = retryLoop(req, ctx, { ok: false, error }, verdict, attemptCtx)
+          return outer === undefined ? loop : settleScope(loop, outer, req, ctx)
         },
       )
-    }
+    })
   }
 }
 
