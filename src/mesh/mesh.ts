@@ -413,8 +413,15 @@ export interface CallSink<Res> {
 
 /** A call's root token, linked into the mesh's list of calls in flight (the list head is one too). */
 class InflightCall extends CallCancellation {
-  prev: InflightCall = this
-  next: InflightCall = this
+  // Assigned in the constructor, as in core/cancel.ts: one is made per call (D33).
+  declare prev: InflightCall
+  declare next: InflightCall
+
+  constructor() {
+    super()
+    this.prev = this
+    this.next = this
+  }
 
   /** Links this token in just after `head`. */
   linkAfter(head: InflightCall): void {
