@@ -48,6 +48,23 @@ describe('Exits', () => {
     expect(got).toEqual(['the request', ctx])
   })
 
+  it('keeps the classifier of its owner, and gives every hook the verdict the owner passes (D34)', () => {
+    const judge = () => 'success' as const
+    const exits = new Exits(judge)
+    expect(exits.judge).toBe(judge)
+    expect(new Exits().judge).toBeUndefined()
+    const verdicts: unknown[] = []
+    for (let i = 0; i < 3; i++) exits.add((...args) => verdicts.push(args[6]), i, 0)
+    exits.run(true, 'v', 'req', ctx, 'retryable')
+    expect(verdicts).toEqual(['retryable', 'retryable', 'retryable'])
+    // Run without one (the owner could not judge): the hooks get none and judge for themselves.
+    const unjudged = new Exits(judge)
+    unjudged.add((...args) => verdicts.push(args[6]), 0, 0)
+    unjudged.run(false, 'e', 'req', ctx)
+    expect(verdicts.at(-1)).toBeUndefined()
+    expect(verdicts).toHaveLength(4)
+  })
+
   it('a context keeps its scope through with, withDeadline and withCancel, and loses it with withAttempt and restarted', () => {
     const exits = new Exits()
     const scoped = ctx.withExits(exits)

@@ -25,11 +25,14 @@
  */
 import type { Context } from './context.js'
 import { type Handler, markHandler, send } from './handler.js'
+import type { Classifier, Verdict } from './outcome.js'
 
 /**
  * What a joiner runs when the attempt settles: its two values as given to {@link Exits.add},
- * whether the attempt succeeded, its value or error, the request, and the owner's context (same
- * clock, random source and attempt). It must not throw.
+ * whether the attempt succeeded, its value or error, the request, the owner's context (same
+ * clock, random source and attempt), and the verdict of the scope's {@link Exits.judge} on the
+ * outcome when the owner judged it before running the scope (else `undefined`). A hook may take
+ * that verdict as its own only when it judges with the same classifier; it must not throw.
  */
 export type ExitHook = (
   a: unknown,
@@ -38,36 +41,61 @@ export type ExitHook = (
   result: unknown,
   req: unknown,
   ctx: Context,
+  verdict?: Verdict,
 ) => void
 
 /**
  * One attempt's exit hooks, run once, innermost (last added) first. The first two are kept in
  * fields of their own: a default stack adds two (breaker, balancer), and an array would grow a
  * 17-slot backing store on its first push.
+ *
+ * An attempt is judged once (D34): the owner that opened the scope with a classifier (the retry
+ * stage, with the service's) judges the outcome before it runs the scope and passes the verdict
+ * to every hook, and a joiner that judges with that same classifier (the breaker, passive
+ * health) takes it instead of judging again. A joiner decides when it adds its hook, by
+ * comparing its classifier with {@link Exits.judge}, so a stage built with another classifier
+ * never reads a verdict that is not its own.
  */
 export class Exits {
-  #f0: ExitHook | undefined = undefined
-  #a0: unknown = undefined
-  #b0: unknown = undefined
-  #f1: ExitHook | undefined = undefined
-  #a1: unknown = undefined
-  #b1: unknown = undefined
-  #more: unknown[] | undefined = undefined
+  /**
+   * The classifier whose verdict {@link Exits.run} passes to the hooks when its owner gives one;
+   * `undefined` when the owner does not judge (the hooks judge for themselves).
+   */
+  declare readonly judge: Classifier<never, never> | undefined
+  declare private _f0: ExitHook | undefined
+  declare private _a0: unknown
+  declare private _b0: unknown
+  declare private _f1: ExitHook | undefined
+  declare private _a1: unknown
+  declare private _b1: unknown
+  declare private _more: unknown[] | undefined
+
+  /** A scope whose owner judges with `judge` (see the class comment), or none. */
+  constructor(judge?: Classifier<never, never>) {
+    this.judge = judge
+    this._f0 = undefined
+    this._a0 = undefined
+    this._b0 = undefined
+    this._f1 = undefined
+    this._a1 = undefined
+    this._b1 = undefined
+    this._more = undefined
+  }
 
   /** Runs `hook(a, b, ...)` when the attempt settles. */
   add(hook: ExitHook, a: unknown, b: unknown): void {
-    if (this.#f0 === undefined) {
-      this.#f0 = hook
-      this.#a0 = a
-      this.#b0 = b
-    } else if (this.#f1 === undefined) {
-      this.#f1 = hook
-      this.#a1 = a
-      this.#b1 = b
-    } else if (this.#more === undefined) {
-      this.#more = [hook, a, b]
+    if (this._f0 === undefined) {
+      this._f0 = hook
+      this._a0 = a
+      this._b0 = b
+    } else if (this._f1 === undefined) {
+      this._f1 = hook
+      this._a1 = a
+      this._b1 = b
+    } else if (this._more === undefined) {
+      this._more = [hook, a, b]
     } else {
-      this.#more.push(hook, a, b)
+      this._more.push(hook, a, b)
     }
   }
 
@@ -75,41 +103,42 @@ export class Exits {
    * Runs every hook once, the last added first, then forgets them (a second run does nothing).
    * A hook that throws (a bug: hooks must not) does not stop the others, which give back what
    * they hold as their own `.then` would have; the first error is thrown after the last hook.
+   * `verdict` is {@link Exits.judge}'s on this outcome, when the owner judged it first.
    */
-  run(ok: boolean, result: unknown, req: unknown, ctx: Context): void {
+  run(ok: boolean, result: unknown, req: unknown, ctx: Context, verdict?: Verdict): void {
     let failure: { error: unknown } | undefined
-    const more = this.#more
+    const more = this._more
     if (more !== undefined) {
-      this.#more = undefined
+      this._more = undefined
       for (let i = more.length - 3; i >= 0; i -= 3) {
         try {
-          ;(more[i] as ExitHook)(more[i + 1], more[i + 2], ok, result, req, ctx)
+          ;(more[i] as ExitHook)(more[i + 1], more[i + 2], ok, result, req, ctx, verdict)
         } catch (error) {
           failure ??= { error }
         }
       }
     }
-    const f1 = this.#f1
+    const f1 = this._f1
     if (f1 !== undefined) {
-      this.#f1 = undefined
+      this._f1 = undefined
       try {
-        f1(this.#a1, this.#b1, ok, result, req, ctx)
+        f1(this._a1, this._b1, ok, result, req, ctx, verdict)
       } catch (error) {
         failure ??= { error }
       }
-      this.#a1 = undefined
-      this.#b1 = undefined
+      this._a1 = undefined
+      this._b1 = undefined
     }
-    const f0 = this.#f0
+    const f0 = this._f0
     if (f0 !== undefined) {
-      this.#f0 = undefined
+      this._f0 = undefined
       try {
-        f0(this.#a0, this.#b0, ok, result, req, ctx)
+        f0(this._a0, this._b0, ok, result, req, ctx, verdict)
       } catch (error) {
         failure ??= { error }
       }
-      this.#a0 = undefined
-      this.#b0 = undefined
+      this._a0 = undefined
+      this._b0 = undefined
     }
     if (failure !== undefined) throw failure.error
   }

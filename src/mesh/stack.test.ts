@@ -2,10 +2,12 @@ import { describe, expect, it } from 'vitest'
 import type { Context } from '../core/context.js'
 import { Exits, isJoiningExits, isRunningExits, joinsExits, runsExits } from '../core/exits.js'
 import { chain, compose, type Handler, type Middleware } from '../core/handler.js'
-import type { Verdict } from '../core/outcome.js'
+import type { Classifier, Verdict } from '../core/outcome.js'
 import { seededRandom } from '../core/random.js'
 import { balancer } from '../stages/balancer/balancer.js'
 import { Endpoint } from '../stages/balancer/endpoint.js'
+import { EndpointHealth } from '../stages/balancer/health.js'
+import { OUTLIER_DETECTION_DEFAULTS } from '../stages/balancer/outlier-detection.js'
 import { roundRobin } from '../stages/balancer/strategies.js'
 import { bulkhead } from '../stages/bulkhead/bulkhead.js'
 import { CircuitBreaker, type Permit } from '../stages/circuit-breaker/breaker.js'
@@ -403,5 +405,124 @@ describe('the call scope run by the retry stage (D32)', () => {
     await expect(mesh.invoke(throwing, REQ, undefined)).rejects.toThrow('thrown, not rejected')
     expect(mesh.inflight).toBe(0)
     await mesh.close()
+  })
+})
+
+describe('one verdict per attempt (D34)', () => {
+  /** `classifyFake`, counting its calls; `fail` makes the calls at those indexes (0-based) throw. */
+  function counting(fail: number[] = []) {
+    const counter = { calls: 0 }
+    const classify: Classifier<FakeReq, FakeRes> = (req, outcome) => {
+      const i = counter.calls++
+      if (fail.includes(i)) throw new Error(`classifier bug ${i}`)
+      return classifyFake(req, outcome)
+    }
+    return { counter, classify }
+  }
+  const retrying = (classify: Classifier<FakeReq, FakeRes>) =>
+    retry<FakeReq, FakeRes>({ attempts: 3, backoff: constantBackoff(0), classify, protocol: fakeProtocol })
+
+  /** A service's health with outlier detection on, logging the verdicts passive health records. */
+  function passiveHealth(endpoints: Endpoint[]) {
+    const health = new EndpointHealth('svc', endpoints, { outlierDetection: OUTLIER_DETECTION_DEFAULTS })
+    const recorded: Verdict[] = []
+    const record = health.record.bind(health)
+    health.record = (endpoint, verdict, ...rest) => {
+      recorded.push(verdict)
+      record(endpoint, verdict, ...rest)
+    }
+    return { health, recorded }
+  }
+
+  it('the retry stage judges each attempt once, and the breaker and passive health record that verdict', async () => {
+    const { clock, ctx } = fixture()
+    const { endpoints, breaker } = parts()
+    const { counter, classify } = counting()
+    const { health, recorded } = passiveHealth(endpoints)
+    const handler = chain(
+      [
+        retrying(classify),
+        circuitBreaker<FakeReq, FakeRes>({ breaker, classify }),
+        balancer<FakeReq, FakeRes>({ service: 'svc', endpoints, strategy: roundRobin(), health, classify }),
+      ],
+      scripted([503, new Error('reset'), 200], clock),
+    )
+    const call = handler(REQ, ctx)
+    await clock.runAll()
+    await expect(call).resolves.toEqual({ status: 200 })
+    // Three attempts, three judgements: not one per stage that reads the verdict.
+    expect(counter.calls).toBe(3)
+    expect(breaker.log.map(([v]) => v)).toEqual(['retryable', 'retryable', 'success'])
+    expect(recorded).toEqual(['retryable', 'retryable', 'success'])
+    expect(pending(endpoints)).toEqual([0, 0])
+  })
+
+  it('a breaker or health built with another classifier judges with its own', async () => {
+    const { clock, ctx } = fixture()
+    const { endpoints, breaker } = parts()
+    const { counter, classify } = counting()
+    // The destination's own view: any 5xx is a plain failure, never retryable.
+    const strict: Classifier<FakeReq, FakeRes> = (_req, o) =>
+      o.ok && o.value.status < 500 ? 'success' : 'failure'
+    const { health, recorded } = passiveHealth(endpoints)
+    const handler = chain(
+      [
+        retrying(classify),
+        circuitBreaker<FakeReq, FakeRes>({ breaker, classify: strict }),
+        balancer<FakeReq, FakeRes>({
+          service: 'svc',
+          endpoints,
+          strategy: roundRobin(),
+          health,
+          classify: strict,
+        }),
+      ],
+      scripted([503, 200], clock),
+    )
+    const call = handler(REQ, ctx)
+    await clock.runAll()
+    await expect(call).resolves.toEqual({ status: 200 })
+    expect(counter.calls).toBe(2)
+    expect(breaker.log.map(([v]) => v)).toEqual(['failure', 'success'])
+    expect(recorded).toEqual(['failure', 'success'])
+  })
+
+  it('a classifier that throws fails the call, and the scope still runs: the hooks judge for themselves', async () => {
+    const { clock, ctx } = fixture()
+    const { endpoints, breaker } = parts()
+    // The retry stage's judgement (the first call) throws; the breaker's own, made after it, does not.
+    const { counter, classify } = counting([0])
+    const handler = chain(
+      [
+        retrying(classify),
+        circuitBreaker<FakeReq, FakeRes>({ breaker, classify }),
+        balancer<FakeReq, FakeRes>({ service: 'svc', endpoints, strategy: roundRobin() }),
+      ],
+      scripted([200], clock),
+    )
+    const call = expect(handler(REQ, ctx)).rejects.toThrow('classifier bug 0')
+    await clock.runAll()
+    await call
+    expect(counter.calls).toBe(2)
+    expect(breaker.log.map(([v]) => v)).toEqual(['success'])
+    expect(pending(endpoints)).toEqual([0, 0])
+
+    // On a retry too: the second attempt's judgement (the second call) throws.
+    breaker.log.length = 0
+    const later = counting([1])
+    const again = chain(
+      [
+        retrying(later.classify),
+        circuitBreaker<FakeReq, FakeRes>({ breaker, classify: later.classify }),
+        balancer<FakeReq, FakeRes>({ service: 'svc', endpoints, strategy: roundRobin() }),
+      ],
+      scripted([503, 200], clock),
+    )
+    const second = expect(again(REQ, ctx)).rejects.toThrow('classifier bug 1')
+    await clock.runAll()
+    await second
+    expect(later.counter.calls).toBe(3)
+    expect(breaker.log.map(([v]) => v)).toEqual(['retryable', 'success'])
+    expect(pending(endpoints)).toEqual([0, 0])
   })
 })

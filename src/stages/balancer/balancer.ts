@@ -256,6 +256,18 @@ function guardedBalancer<Req, Res>(
           observe?.(chosen, end - (sent as number), end)
           recorder?.record(chosen, judge(req as Req, ok, result), end, ctx.random, events)
         }
+  // In a scope whose owner judges with this same classifier (the retry stage), its verdict is
+  // this stage's own: passive health records it without judging again (D34).
+  const sharedExit: ExitHook =
+    recorder === undefined
+      ? exit
+      : (endpoint, sent, ok, result, req, ctx, verdict) => {
+          const chosen = endpoint as Endpoint
+          chosen.pending--
+          const end = ctx.clock.now()
+          observe?.(chosen, end - (sent as number), end)
+          recorder.record(chosen, verdict ?? judge(req as Req, ok, result), end, ctx.random, events)
+        }
   return (next) => {
     const inner = isJoiningExits(next as Handler<unknown, unknown>)
     return joinsExits(function balancerStage(req: Req, ctx: Context) {
@@ -297,7 +309,7 @@ function guardedBalancer<Req, Res>(
       }
       if (tried !== undefined) tried.add(endpoint)
       endpoint.pending++
-      return attempt(next, inner, exit, endpoint, req, ctx)
+      return attempt(next, inner, ctx.exits?.judge === classify ? sharedExit : exit, endpoint, req, ctx)
     })
   }
 }

@@ -10,7 +10,7 @@ import { CircuitOpenError } from '../../core/errors.js'
 import type { Events } from '../../core/events.js'
 import { type ExitHook, Exits, isJoiningExits, joinsExits, runScoped } from '../../core/exits.js'
 import { type Handler, type Middleware, send } from '../../core/handler.js'
-import type { Classifier, Outcome } from '../../core/outcome.js'
+import type { Classifier, Verdict } from '../../core/outcome.js'
 import { type CircuitBreaker, Permit } from './breaker.js'
 
 /** Options of {@link circuitBreaker}. */
@@ -38,12 +38,20 @@ export function circuitBreaker<Req, Res>(
   }
   // What every attempt let through does when it settles: the verdict and the duration, timed
   // from the attempt's start (`ctx.startedAt`, no clock read on the way in).
-  const exit: ExitHook = (permit, start, ok, result, req, ctx) => {
-    const outcome: Outcome<Res> = ok ? { ok: true, value: result as Res } : { ok: false, error: result }
-    const verdict = classify(req as Req, outcome)
+  const record = (permit: Permit, start: number, verdict: Verdict, ctx: Context) => {
     // One clock read fewer per successful attempt when the breaker has no use for the time.
-    const now = breaker.needsTime(verdict) ? ctx.clock.now() : (start as number)
-    breaker.record(permit as Permit, verdict, now - (start as number), now)
+    const now = breaker.needsTime(verdict) ? ctx.clock.now() : start
+    breaker.record(permit, verdict, now - start, now)
+  }
+  const judged = (req: Req, ok: boolean, result: unknown) =>
+    classify(req, ok ? { ok: true, value: result as Res } : { ok: false, error: result })
+  // In a scope whose owner judges with this same classifier (the retry stage's), the verdict it
+  // passes is this stage's own: the attempt is judged once (D34). Chosen when the hook is added.
+  const sharedExit: ExitHook = (permit, start, ok, result, req, ctx, verdict) => {
+    record(permit as Permit, start as number, verdict ?? judged(req as Req, ok, result), ctx)
+  }
+  const exit: ExitHook = (permit, start, ok, result, req, ctx) => {
+    record(permit as Permit, start as number, judged(req as Req, ok, result), ctx)
   }
   return (next: Handler<Req, Res>) => {
     // Inside a retry the attempt's scope is open: the breaker joins it and adds no promise. With
@@ -57,7 +65,7 @@ export function circuitBreaker<Req, Res>(
         return Promise.reject(new CircuitOpenError(service, breaker.retryAt(start)))
       let exits = ctx.exits
       if (exits !== undefined) {
-        exits.add(exit, permit, start)
+        exits.add(exits.judge === classify ? sharedExit : exit, permit, start)
         return send(next, req, inner ? ctx : ctx.withExits(undefined))
       }
       if (inner) {

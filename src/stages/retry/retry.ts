@@ -102,20 +102,36 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
           })
         }
         if (delay > 0) await ctx.clock.sleep(delay, ctx.cancel)
-        const exits = scoped ? new Exits() : undefined
+        const exits = scoped ? new Exits(classify) : undefined
         attemptCtx = attemptCtx.withAttempt(attempt, attemptCtx.cancel, exits)
         try {
-          const value = await next(req, attemptCtx)
-          exits?.run(true, value, req, attemptCtx)
-          outcome = { ok: true, value }
+          outcome = { ok: true, value: await next(req, attemptCtx) }
         } catch (error) {
-          exits?.run(false, error, req, attemptCtx)
           outcome = { ok: false, error }
         }
         attempt++
-        verdict = classify(req, outcome)
+        verdict = judge(req, outcome, exits, attemptCtx)
         budget.record(verdict)
       }
+    }
+
+    /**
+     * The attempt's verdict, judged once, and its scope run with it (D34): the breaker and
+     * passive health, built with the same classifier, take this verdict instead of judging again.
+     * A classifier that throws (a bug) still lets the scope run, its hooks judging for themselves.
+     */
+    function judge(req: Req, outcome: Outcome<Res>, exits: Exits | undefined, attemptCtx: Context): Verdict {
+      if (exits === undefined) return classify(req, outcome)
+      const result = outcome.ok ? outcome.value : outcome.error
+      let verdict: Verdict
+      try {
+        verdict = classify(req, outcome)
+      } catch (failure) {
+        runUnjudged(exits, outcome.ok, result, req, attemptCtx)
+        throw failure
+      }
+      exits.run(outcome.ok, result, req, attemptCtx, verdict)
+      return verdict
     }
 
     // A runner (core/exits.ts): the scope it is given (the call's, from Mesh.invoke) is run in
@@ -129,7 +145,7 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
         outer?.run(false, error, req, ctx)
         return Promise.reject(error)
       }
-      const exits = scoped ? new Exits() : undefined
+      const exits = scoped ? new Exits(classify) : undefined
       // The attempt never sees the caller's scope: it gets its own, or none.
       const attemptCtx =
         attempts > 1
@@ -140,13 +156,15 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
       // A handler that throws instead of rejecting is judged as a rejection.
       return send(next, req, attemptCtx).then(
         (value) => {
+          const first: Outcome<Res> = { ok: true, value }
           let verdict: Verdict
           try {
-            exits?.run(true, value, req, attemptCtx)
-            verdict = classify(req, { ok: true, value })
+            verdict = classify(req, first)
+            exits?.run(true, value, req, attemptCtx, verdict)
             budget.record(verdict)
           } catch (failure) {
-            // A bug in a hook or a classifier: the call fails with it, and its scope still runs.
+            // A bug in a classifier or a hook: the call fails with it, and both scopes still run.
+            if (exits !== undefined) runUnjudged(exits, true, value, req, attemptCtx)
             outer?.run(false, failure, req, ctx)
             throw failure
           }
@@ -154,16 +172,19 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
             outer?.run(true, value, req, ctx)
             return value
           }
-          const loop = retryLoop(req, ctx, { ok: true, value }, verdict, attemptCtx)
+          const loop = retryLoop(req, ctx, first, verdict, attemptCtx)
           return outer === undefined ? loop : settleScope(loop, outer, req, ctx)
         },
         (error: unknown) => {
+          const first: Outcome<Res> = { ok: false, error }
           let verdict: Verdict
           try {
-            exits?.run(false, error, req, attemptCtx)
-            verdict = classify(req, { ok: false, error })
+            verdict = classify(req, first)
+            exits?.run(false, error, req, attemptCtx, verdict)
             budget.record(verdict)
           } catch (failure) {
+            // A bug in a classifier or a hook: the call fails with it, and both scopes still run.
+            if (exits !== undefined) runUnjudged(exits, false, error, req, attemptCtx)
             outer?.run(false, failure, req, ctx)
             throw failure
           }
@@ -171,11 +192,24 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
             outer?.run(false, error, req, ctx)
             throw error
           }
-          const loop = retryLoop(req, ctx, { ok: false, error }, verdict, attemptCtx)
+          const loop = retryLoop(req, ctx, first, verdict, attemptCtx)
           return outer === undefined ? loop : settleScope(loop, outer, req, ctx)
         },
       )
     })
+  }
+}
+
+/**
+ * Runs an attempt's scope after its judging failed (a classifier or a hook that threw), without a
+ * verdict: each hook judges for itself. A scope that already ran does nothing. An error of a hook
+ * here is dropped: the call already fails with the first one.
+ */
+function runUnjudged(exits: Exits, ok: boolean, result: unknown, req: unknown, ctx: Context): void {
+  try {
+    exits.run(ok, result, req, ctx)
+  } catch {
+    // The call fails with the first error (see above).
   }
 }
 
