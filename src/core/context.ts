@@ -43,34 +43,38 @@ export interface ContextInit {
   readonly startedAt?: number
 }
 
-/** Per-call state; see the module comment. */
+/**
+ * Per-call state; see the module comment. Every property is assigned in the constructor (and
+ * declared with `declare`): a call builds four of these, and class fields, or a `#` field beside
+ * other properties, made each cost ~80 instructions more on Node 20 (docs/decisions.md, D35).
+ */
 export class Context {
   /** Absolute time on {@link clock} (ms) after which the call fails; `Infinity` when none. */
-  readonly deadline: number
+  declare readonly deadline: number
   /** 0 for the first try, then 1, 2, ... for retries and hedges. */
-  readonly attempt: number
+  declare readonly attempt: number
   /** The time source. */
-  readonly clock: Clock
+  declare readonly clock: Clock
   /** The random source. */
-  readonly random: Random
+  declare readonly random: Random
   /** Cancels the work of this context: the call's, or one attempt's. */
-  readonly cancel: Cancellation
+  declare readonly cancel: Cancellation
   /** The caller's own signal, when it gave one (read it, never abort it). */
-  readonly signal: AbortSignal | undefined
+  declare readonly signal: AbortSignal | undefined
   /**
    * When this call, or this attempt of it, started (ms on {@link clock}). The clock is read once
    * by whatever starts the work (the root context, a retry or hedge via {@link withAttempt}, a
    * stage that waited via {@link restarted}); stages that time the call from its start (the
    * deadline, the attempt timeout, the breaker, the budget) use this instead of another read.
    */
-  readonly startedAt: number
+  declare readonly startedAt: number
   /**
    * Whether the deadline is the mesh's own timeout alone (no caller, inherited or outer deadline
    * was set): it ends the call here, and a transport that honours the mark (gRPC, whose
    * `grpc-timeout` every server enforces) does not write it upstream (decision D27). `false`
    * for every other deadline, and when there is none.
    */
-  readonly localDeadline: boolean
+  declare readonly localDeadline: boolean
   /**
    * The open scope of this attempt's exit hooks, or `undefined` when none is open: set by the
    * stage that owns the attempt's reaction, for the stages inside it that join (see
@@ -78,8 +82,8 @@ export class Context {
    * {@link withAttempt} and {@link restarted}, which start other work, do not.
    * @internal
    */
-  readonly exits: Exits | undefined
-  readonly #values: Entry | undefined
+  declare readonly exits: Exits | undefined
+  declare private readonly _values: Entry | undefined
 
   private constructor(
     clock: Clock,
@@ -99,7 +103,7 @@ export class Context {
     this.attempt = attempt
     this.cancel = cancel
     this.signal = signal
-    this.#values = values
+    this._values = values
     this.startedAt = startedAt
     this.localDeadline = localDeadline
     this.exits = exits
@@ -153,7 +157,7 @@ export class Context {
 
   /** The value stored under `key`, or the key's default. */
   get<T>(key: ContextKey<T>): T {
-    for (let e = this.#values; e !== undefined; e = e.parent) {
+    for (let e = this._values; e !== undefined; e = e.parent) {
       if (e.key === key) return e.value as T
     }
     return key.defaultValue
@@ -180,7 +184,7 @@ export class Context {
       {
         key: key as ContextKey<unknown>,
         value,
-        parent: this.#values,
+        parent: this._values,
       },
       this.startedAt,
       this.localDeadline,
@@ -200,7 +204,7 @@ export class Context {
       this.attempt,
       this.cancel,
       this.signal,
-      this.#values,
+      this._values,
       this.startedAt,
       local,
       this.exits,
@@ -219,7 +223,7 @@ export class Context {
       attempt,
       cancel,
       this.signal,
-      this.#values,
+      this._values,
       this.clock.now(),
       this.localDeadline,
       exits,
@@ -244,7 +248,7 @@ export class Context {
       this.attempt,
       cancel,
       this.signal,
-      this.#values,
+      this._values,
       this.startedAt,
       this.localDeadline,
       this.exits,
@@ -260,7 +264,7 @@ export class Context {
       this.attempt,
       this.cancel,
       this.signal,
-      this.#values,
+      this._values,
       this.startedAt,
       this.localDeadline,
       exits,
