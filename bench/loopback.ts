@@ -13,6 +13,7 @@ import * as grpc from '@grpc/grpc-js'
 import { Pool, request } from 'undici'
 import { EchoClient, type EchoReply } from '../test/helpers/grpc-servers.js'
 import { cockatielWrap, type Meshlet, percentile, startServer } from './lib.js'
+import { CONTROL } from './report.js'
 
 /** The deadline header meshlet sends (`DEADLINE_HEADER`), spelled out so the bench needs no import of the build. */
 const DEADLINE = 'x-meshlet-timeout-ms'
@@ -185,7 +186,8 @@ export const unary = (client: AnyClient, options?: () => grpc.CallOptions) => ()
   )
 
 /**
- * Loopback gRPC, unary Echo: the bare grpc-js client (one channel), the same client class
+ * Loopback gRPC, unary Echo: the bare grpc-js client (one channel), a second one on a channel of
+ * its own (the A/A control: its ratio to the first is the noise of the run), the same client class
  * wrapped with `withMesh` (the default stack; one mesh channel to the one endpoint), the same
  * with `directUnary: false` (grpc-js's client layer above the mesh), and cockatiel's wrap around
  * the bare client for reference.
@@ -195,6 +197,9 @@ export async function loopbackGrpc(lib: Meshlet, options: LoopOptions): Promise<
   const address = `127.0.0.1:${server.port}`
   const insecure = grpc.credentials.createInsecure()
   const bare = new EchoClient(address, insecure) as AnyClient
+  // A second bare client on a channel of its own: the same code as `bare`, so its ratio to it is
+  // the measurement's own error in this run (an A/A control).
+  const control = new EchoClient(address, insecure) as AnyClient
   const mesh = lib.createMesh({ services: { echo: { protocol: 'grpc', endpoints: [address] } } })
   const wrapped = lib.withMesh(new EchoClient('echo', insecure) as AnyClient, mesh)
   // The same stack with every unary call through grpc-js's own client layer (its interceptor chain).
@@ -207,6 +212,7 @@ export async function loopbackGrpc(lib: Meshlet, options: LoopOptions): Promise<
         ['bare', bareCall],
         // The bare client with the deadline meshlet gives every call by default (15 s).
         ['bare+deadline', unary(bare, () => ({ deadline: Date.now() + 15_000 }))],
+        [CONTROL, unary(control)],
         ['meshlet', unary(wrapped)],
         ['meshlet via grpc-js', unary(viaGrpcJs)],
         ['cockatiel', () => policy.execute(bareCall)],
@@ -215,6 +221,7 @@ export async function loopbackGrpc(lib: Meshlet, options: LoopOptions): Promise<
     )
   } finally {
     bare.close()
+    control.close()
     wrapped.close()
     viaGrpcJs.close()
     await mesh.close()

@@ -121,6 +121,20 @@ export interface HistoryEntry {
   readonly updateMs: number
 }
 
+/** The name of the A/A control of the gRPC set: a second bare client on a channel of its own. */
+export const CONTROL = 'bare, 2nd channel'
+
+/**
+ * The A/A control of the gRPC set (a second bare client) against `bare`, when the run had one:
+ * how far two identical clients land apart in this run, the yardstick for the targets' ratios.
+ */
+function controlLine(rows: readonly LoopResult[]): string {
+  if (!rows.some((row) => row.client === CONTROL)) return ''
+  const c1 = rpsRatio(rows, CONTROL, 'bare', 1)
+  const c64 = rpsRatio(rows, CONTROL, 'bare', 64)
+  return `A/A control, ${CONTROL} / bare: C=1 ${fixed(c1, 3)}x, C=64 ${fixed(c64, 3)}x (identical clients; a ratio within this of 1 is noise). `
+}
+
 /** The {@link HistoryEntry} of a run. */
 export function keyFigures(r: RunResult): HistoryEntry {
   return {
@@ -548,7 +562,9 @@ export function render(
     '',
     'grpc-js server in another process (Echo `Unary`, test/fixtures/echo.proto); `bare` is the',
     'grpc-js client on one channel, `bare+deadline` the same with a 15 s deadline per call (what',
-    'grpc-js itself charges for one), `meshlet` the same client class through `withMesh` (default',
+    'grpc-js itself charges for one), `bare, 2nd channel` a second bare client on a channel of its',
+    "own (an A/A control: the same code as `bare`, so its ratio to `bare` is the run's own error),",
+    '`meshlet` the same client class through `withMesh` (default',
     "stack: its 15 s timeout ends calls in meshlet and is not sent, D27; unary calls on meshlet's unary layer, D26),",
     "`meshlet via grpc-js` the same with `directUnary: false` (grpc-js's client layer and interceptor",
     'chain above the mesh), `cockatiel` its wrap around the bare client.',
@@ -563,6 +579,7 @@ export function render(
       `Errors: ${errors(r.grpc)}. meshlet / bare per round (min / median / max of ${r.grpc[0]?.roundRps?.length ?? 0}): ${roundSpread(r.grpc, 'bare')}. ` +
         `meshlet / bare+deadline: C=1 ${fixed(rpsRatio(r.grpc, 'meshlet', 'bare+deadline', 1), 3)}x, C=64 ${fixed(rpsRatio(r.grpc, 'meshlet', 'bare+deadline', 64), 3)}x ` +
         '(a deadline costs the server too: grpc-js parses `grpc-timeout` and arms a timer per call). ' +
+        controlLine(r.grpc) +
         `meshlet via grpc-js / bare: C=1 ${fixed(rpsRatio(r.grpc, 'meshlet via grpc-js', 'bare', 1), 3)}x, C=64 ${fixed(rpsRatio(r.grpc, 'meshlet via grpc-js', 'bare', 64), 3)}x.`,
       '',
     )
