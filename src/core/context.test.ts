@@ -1,3 +1,4 @@
+import { inspect } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { ManualClock } from '../testing/manual-clock.js'
 import { neverCancelled } from './cancel.js'
@@ -41,5 +42,19 @@ describe('Context', () => {
     expect(root.withAttempt(1).startedAt).toBe(15)
     expect(root.restarted().startedAt).toBe(15)
     expect(root.restarted().get(A)).toBe(0)
+  })
+
+  it('JSON and util.inspect show its properties, never its entries (D35)', () => {
+    const TOKEN = createContextKey<string | undefined>('token', undefined)
+    const BIG = createContextKey<bigint>('big', 0n)
+    const withEntries = ctx.with(TOKEN, 'secret-token').with(BIG, 10n)
+    expect(withEntries.get(TOKEN)).toBe('secret-token')
+    const json = JSON.stringify(withEntries)
+    expect(JSON.parse(json)).toMatchObject({ deadline: null, attempt: 0, startedAt: 100 })
+    expect(json).not.toContain('secret-token')
+    const shown = inspect(withEntries)
+    expect(shown).toMatch(/^Context \{/)
+    expect(shown).toContain('startedAt: 100')
+    expect(shown).not.toContain('secret-token')
   })
 })

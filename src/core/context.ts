@@ -275,4 +275,23 @@ export class Context {
   remaining(): number {
     return this.deadline === Number.POSITIVE_INFINITY ? this.deadline : this.deadline - this.clock.now()
   }
+
+  /**
+   * What `JSON.stringify` shows of a context: its public properties, never its entries (read
+   * those with {@link get}). The entries sit in a plain property since D35, and an application's
+   * entries may hold what a log must not (a token) or what JSON cannot write (a `BigInt`).
+   */
+  toJSON(): Record<string, unknown> {
+    const { _values, ...shown } = this
+    return shown
+  }
+
+  /** What `util.inspect` (and so `console.log`) shows: the same as {@link toJSON}. @internal */
+  [Symbol.for('nodejs.util.inspect.custom')](
+    _depth: number,
+    options: object,
+    inspect: (value: unknown, options: object) => string,
+  ): string {
+    return `Context ${inspect(this.toJSON(), options)}`
+  }
 }

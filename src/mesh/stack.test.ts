@@ -525,4 +525,44 @@ describe('one verdict per attempt (D34)', () => {
     expect(breaker.log.map(([v]) => v)).toEqual(['retryable', 'success'])
     expect(pending(endpoints)).toEqual([0, 0])
   })
+
+  it('a half-open probe whose classifier throws gives its slot back: the breaker can still close', async () => {
+    const { clock, ctx } = fixture()
+    const { endpoints } = parts()
+    const breaker = new CircuitBreaker({ consecutiveFailures: 1, halfOpenAfter: 10 })
+    const bug = new Error('classifier bug on 299')
+    // 5xx fail (not retried), 299 makes the classifier throw, the rest succeed.
+    const classify: Classifier<FakeReq, FakeRes> = (_req, o) => {
+      if (o.ok && o.value.status === 299) throw bug
+      return o.ok && o.value.status < 500 ? 'success' : 'failure'
+    }
+    for (const [name, stages] of [
+      ["in the retry stage's scope", [retrying(classify)]],
+      ['with no retry stage', []],
+    ] as const) {
+      breaker.reset()
+      const handler = chain(
+        [
+          ...stages,
+          circuitBreaker<FakeReq, FakeRes>({ breaker, classify }),
+          balancer<FakeReq, FakeRes>({ service: 'svc', endpoints, strategy: roundRobin() }),
+        ],
+        scripted([500, 299, 200], clock, 1),
+      )
+      const first = handler(REQ, ctx.restarted())
+      await clock.runAll()
+      await expect(first, name).resolves.toEqual({ status: 500 })
+      expect(breaker.state.kind, name).toBe('open')
+      await clock.advance(10)
+      const probe = expect(handler(REQ, ctx.restarted()), name).rejects.toBe(bug)
+      await clock.runAll()
+      await probe
+      // The probe's slot is free again: the next call is the probe that closes the breaker.
+      const next = handler(REQ, ctx.restarted())
+      await clock.runAll()
+      await expect(next, name).resolves.toEqual({ status: 200 })
+      expect(breaker.state.kind, name).toBe('closed')
+      expect(pending(endpoints), name).toEqual([0, 0])
+    }
+  })
 })

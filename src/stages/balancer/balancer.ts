@@ -229,17 +229,18 @@ function guardedBalancer<Req, Res>(
   const okOutcome: { ok: true; value: unknown } = { ok: true, value: undefined }
   const errorOutcome: { ok: false; error: unknown } = { ok: false, error: undefined }
   const judge = (req: Req, ok: boolean, result: unknown): Verdict => {
-    let verdict: Verdict
-    if (ok) {
-      okOutcome.value = result
-      verdict = classify!(req, okOutcome as Outcome<Res>)
-      okOutcome.value = undefined
-    } else {
+    try {
+      if (ok) {
+        okOutcome.value = result
+        return classify!(req, okOutcome as Outcome<Res>)
+      }
       errorOutcome.error = result
-      verdict = classify!(req, errorOutcome)
+      return classify!(req, errorOutcome)
+    } finally {
+      // Also when the classifier throws: no response is held.
+      okOutcome.value = undefined
       errorOutcome.error = undefined
     }
-    return verdict
   }
   const recorder = health !== undefined && classify !== undefined && health.passive ? health : undefined
   // What an attempt does when it settles: its endpoint's in-flight count back, its latency to a

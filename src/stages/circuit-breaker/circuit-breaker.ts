@@ -43,15 +43,28 @@ export function circuitBreaker<Req, Res>(
     const now = breaker.needsTime(verdict) ? ctx.clock.now() : start
     breaker.record(permit, verdict, now - start, now)
   }
-  const judged = (req: Req, ok: boolean, result: unknown) =>
-    classify(req, ok ? { ok: true, value: result as Res } : { ok: false, error: result })
+  const judged = (permit: Permit, start: number, req: Req, ok: boolean, result: unknown, ctx: Context) => {
+    try {
+      return classify(req, ok ? { ok: true, value: result as Res } : { ok: false, error: result })
+    } catch (error) {
+      // A classifier that throws (a bug) says nothing of the destination: the attempt counts as
+      // ignored, so a half-open probe gives its slot back instead of holding the breaker half-open
+      // for good, and the error goes on to the caller.
+      record(permit, start, 'ignored', ctx)
+      throw error
+    }
+  }
   // In a scope whose owner judges with this same classifier (the retry stage's), the verdict it
   // passes is this stage's own: the attempt is judged once (D34). Chosen when the hook is added.
   const sharedExit: ExitHook = (permit, start, ok, result, req, ctx, verdict) => {
-    record(permit as Permit, start as number, verdict ?? judged(req as Req, ok, result), ctx)
+    const p = permit as Permit
+    const t = start as number
+    record(p, t, verdict ?? judged(p, t, req as Req, ok, result, ctx), ctx)
   }
   const exit: ExitHook = (permit, start, ok, result, req, ctx) => {
-    record(permit as Permit, start as number, judged(req as Req, ok, result), ctx)
+    const p = permit as Permit
+    const t = start as number
+    record(p, t, judged(p, t, req as Req, ok, result, ctx), ctx)
   }
   return (next: Handler<Req, Res>) => {
     // Inside a retry the attempt's scope is open: the breaker joins it and adds no promise. With
