@@ -9,7 +9,8 @@
  *
  * Method: each task runs in a fresh process twice, with `calls` and `3 x calls` calls after the
  * same warm-up, and the difference over `2 x calls` is the figure, so process start, module
- * loading and the warm-up cancel out. The child is bundled to plain JavaScript first: loader
+ * loading and the warm-up cancel out. That is done twice per task, and a third time when the two
+ * disagree by more than 1% (an outlier): the mean of two, or the median of three, is kept. The child is bundled to plain JavaScript first: loader
  * hooks (`--import tsx`) run on a thread of their own on Node 20, which `--predictable` cannot
  * order. It counts instructions, not time: a cache miss or a syscall counts as one. meshlet is
  * loaded from dist/, as in the rest of the bench.
@@ -81,12 +82,24 @@ await build({
 
 log(`instructions per call: node ${process.version}, ${CALLS} and ${3 * CALLS} calls per task`)
 const rows: Array<{ id: string; name: string; instructions: number }> = []
-for (const [id, name] of TASKS) {
-  // The two runs of a task at once: the count does not depend on what else runs.
+/** One measurement of a task: the two runs at once (the count does not depend on what else runs). */
+async function measured(id: string): Promise<number> {
   const [one, three] = await Promise.all([collected(child, id, CALLS), collected(child, id, 3 * CALLS)])
-  const instructions = Math.round((three - one) / (2 * CALLS))
+  return Math.round((three - one) / (2 * CALLS))
+}
+
+for (const [id, name] of TASKS) {
+  // Most measurements of a build agree within ~0.5%, but about one in ten lands far off (seen:
+  // 4,211 and 9,871 for a stack that counts 7,190, a collection falling in one run and not in
+  // the other). So each task is measured twice, and when the two differ by more than 1%, a third
+  // time: the figure is the mean of two that agree, or the median of three.
+  const counts = [await measured(id), await measured(id)]
+  if (Math.abs(counts[0]! - counts[1]!) > 0.01 * Math.max(counts[0]!, counts[1]!))
+    counts.push(await measured(id))
+  counts.sort((a, b) => a - b)
+  const instructions = counts.length === 3 ? counts[1]! : Math.round((counts[0]! + counts[1]!) / 2)
   rows.push({ id, name, instructions })
-  log(`  ${name}: ${instructions}`)
+  log(`  ${name}: ${instructions} (measured ${counts.join(', ')})`)
 }
 
 const of = (id: string) => rows.find((r) => r.id === id)?.instructions
