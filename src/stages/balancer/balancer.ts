@@ -244,31 +244,35 @@ function guardedBalancer<Req, Res>(
   }
   const recorder = health !== undefined && classify !== undefined && health.passive ? health : undefined
   // What an attempt does when it settles: its endpoint's in-flight count back, its latency to a
-  // strategy that observes, and its verdict to passive health (outlier detection).
+  // strategy that observes, and its verdict to passive health (outlier detection): `verdict` when
+  // the scope's owner judged with this same classifier (D34), else judged here.
+  const settle = (
+    chosen: Endpoint,
+    sent: number,
+    ok: boolean,
+    result: unknown,
+    req: Req,
+    ctx: Context,
+    verdict: Verdict | undefined,
+  ) => {
+    chosen.pending--
+    const end = ctx.clock.now()
+    observe?.(chosen, end - sent, end)
+    recorder?.record(chosen, verdict ?? judge(req, ok, result), end, ctx.random, events)
+  }
   const exit: ExitHook =
     recorder === undefined && observe === undefined
       ? (endpoint) => {
           ;(endpoint as Endpoint).pending--
         }
-      : (endpoint, sent, ok, result, req, ctx) => {
-          const chosen = endpoint as Endpoint
-          chosen.pending--
-          const end = ctx.clock.now()
-          observe?.(chosen, end - (sent as number), end)
-          recorder?.record(chosen, judge(req as Req, ok, result), end, ctx.random, events)
-        }
-  // In a scope whose owner judges with this same classifier (the retry stage), its verdict is
-  // this stage's own: passive health records it without judging again (D34).
+      : (endpoint, sent, ok, result, req, ctx) =>
+          settle(endpoint as Endpoint, sent as number, ok, result, req as Req, ctx, undefined)
+  // Added, in place of `exit`, to a scope whose owner judges with this stage's classifier.
   const sharedExit: ExitHook =
     recorder === undefined
       ? exit
-      : (endpoint, sent, ok, result, req, ctx, verdict) => {
-          const chosen = endpoint as Endpoint
-          chosen.pending--
-          const end = ctx.clock.now()
-          observe?.(chosen, end - (sent as number), end)
-          recorder.record(chosen, verdict ?? judge(req as Req, ok, result), end, ctx.random, events)
-        }
+      : (endpoint, sent, ok, result, req, ctx, verdict) =>
+          settle(endpoint as Endpoint, sent as number, ok, result, req as Req, ctx, verdict)
   return (next) => {
     const inner = isJoiningExits(next as Handler<unknown, unknown>)
     return joinsExits(function balancerStage(req: Req, ctx: Context) {
