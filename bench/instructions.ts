@@ -10,9 +10,9 @@
  * Method: each task runs in a fresh process twice, with `calls` and `3 x calls` calls after the
  * same warm-up, and the difference over `2 x calls` is the figure, so process start, module
  * loading and the warm-up cancel out. That is done twice per task, and a third time when the two
- * disagree by more than 1% (an outlier): the mean of two, or the median of three, is kept. The child is bundled to plain JavaScript first: loader
- * hooks (`--import tsx`) run on a thread of their own on Node 20, which `--predictable` cannot
- * order. It counts instructions, not time: a cache miss or a syscall counts as one. meshlet is
+ * disagree by more than 1% (an outlier): the mean of two, or the median of three, is kept. The
+ * child is bundled to plain JavaScript first: loader hooks (`--import tsx`) run on a thread of
+ * their own on Node 20, which `--predictable` cannot order. It counts instructions, not time: a cache miss or a syscall counts as one. meshlet is
  * loaded from dist/, as in the rest of the bench.
  *
  * Writes bench/results/instructions-node<major>.json (shown in docs/performance.md by the next

@@ -61,11 +61,9 @@ export function circuitBreaker<Req, Res>(
     const t = start as number
     record(p, t, verdict ?? judged(p, t, req as Req, ok, result, ctx), ctx)
   }
-  const exit: ExitHook = (permit, start, ok, result, req, ctx) => {
-    const p = permit as Permit
-    const t = start as number
-    record(p, t, judged(p, t, req as Req, ok, result, ctx), ctx)
-  }
+  // Anywhere else: a verdict passed by another stage's classifier is not this stage's.
+  const exit: ExitHook = (permit, start, ok, result, req, ctx) =>
+    sharedExit(permit, start, ok, result, req, ctx, undefined)
   return (next: Handler<Req, Res>) => {
     // Inside a retry the attempt's scope is open: the breaker joins it and adds no promise. With
     // none open, it opens one when the stage inside joins too (the balancer), so the two share

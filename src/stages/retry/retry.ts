@@ -118,7 +118,8 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
     /**
      * The attempt's verdict, judged once, and its scope run with it (D34): the breaker and
      * passive health, built with the same classifier, take this verdict instead of judging again.
-     * A classifier that throws (a bug) still lets the scope run, its hooks judging for themselves.
+     * A classifier that throws (a bug) still lets the scope run, its hooks judging for themselves;
+     * a hook that throws has its error thrown after the other hooks ran (`Exits.run`).
      */
     function judge(req: Req, outcome: Outcome<Res>, exits: Exits | undefined, attemptCtx: Context): Verdict {
       if (exits === undefined) return classify(req, outcome)
@@ -159,12 +160,11 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
           const first: Outcome<Res> = { ok: true, value }
           let verdict: Verdict
           try {
-            verdict = classify(req, first)
-            exits?.run(true, value, req, attemptCtx, verdict)
+            verdict = judge(req, first, exits, attemptCtx)
             budget.record(verdict)
           } catch (failure) {
-            // A bug in a classifier or a hook: the call fails with it, and both scopes still run.
-            if (exits !== undefined) runUnjudged(exits, true, value, req, attemptCtx)
+            // A bug in a classifier, a hook or a budget: the call fails with it, and its scope
+            // still runs (the attempt's has run in `judge`).
             outer?.run(false, failure, req, ctx)
             throw failure
           }
@@ -179,12 +179,11 @@ export function retry<Req, Res>(options: RetryOptions<Req, Res>): Middleware<Req
           const first: Outcome<Res> = { ok: false, error }
           let verdict: Verdict
           try {
-            verdict = classify(req, first)
-            exits?.run(false, error, req, attemptCtx, verdict)
+            verdict = judge(req, first, exits, attemptCtx)
             budget.record(verdict)
           } catch (failure) {
-            // A bug in a classifier or a hook: the call fails with it, and both scopes still run.
-            if (exits !== undefined) runUnjudged(exits, false, error, req, attemptCtx)
+            // A bug in a classifier, a hook or a budget: the call fails with it, and its scope
+            // still runs (the attempt's has run in `judge`).
             outer?.run(false, failure, req, ctx)
             throw failure
           }
