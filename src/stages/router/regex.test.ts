@@ -142,6 +142,57 @@ describe('compileRegex: the literal fast path', () => {
     )
   })
 
+  it('agrees with re2js on the pattern as written, anchors, escapes and errors included', () => {
+    const piece = fc.constantFrom(
+      ...[
+        '^',
+        '$',
+        'a',
+        'b',
+        '.',
+        '*',
+        '?',
+        '+',
+        '|',
+        '(',
+        ')',
+        '\\$',
+        '\\\\',
+        '(?m)',
+        '(?s)',
+        '[$]',
+        '\\Q',
+        '\\E',
+        '{2}',
+        '\n',
+      ],
+    )
+    const value = fc
+      .array(fc.constantFrom('a', 'b', '\n', '$', '\\', 'x'), { maxLength: 5 })
+      .map((xs) => xs.join(''))
+    fc.assert(
+      fc.property(
+        fc.array(piece, { maxLength: 7 }),
+        fc.array(value, { minLength: 1, maxLength: 4 }),
+        (pieces, values) => {
+          const pattern = pieces.join('')
+          let re2: RE2JS | undefined
+          try {
+            re2 = RE2JS.compile(pattern)
+          } catch {
+            re2 = undefined
+          }
+          expect(regexProblem(pattern) === undefined, pattern).toBe(re2 !== undefined)
+          if (re2 === undefined) return
+          const ours = compileRegex(pattern)
+          for (const v of values)
+            expect(ours.test(v), `${pattern} ${JSON.stringify(v)}`).toBe(re2.testExact(v))
+        },
+      ),
+      { seed: 23, numRuns: 3000 },
+    )
+  })
+
   it('is not taken for metacharacters, escapes or non-ASCII patterns', () => {
     // Each would be wrong as an equality: RE2 reads them as operators or classes.
     expect(compileRegex('a.b').test('axb')).toBe(true)

@@ -48,8 +48,28 @@ export function compileRegex(pattern: string): Pattern {
   }
   const fast = literalPattern(pattern)
   if (fast !== undefined) return fast
-  const re = compileRe2(pattern)
+  const re = compileRe2(withoutAnchors(pattern))
   return { source: pattern, test: (value) => re.testExact(value) }
+}
+
+/**
+ * `pattern` without a leading `^` and a trailing `$`, which a full match makes redundant (it
+ * starts at the text's start and ends at its end, where `^` and `$` hold, `(?m)` or not); re2js
+ * matches about three times faster without them (D49). The `^` is kept when a quantifier or a
+ * group follows it (`^?a` and `^(?s)+` are valid RE2, `?a` and `(?s)+` are not), the `$` when
+ * it is escaped, and both with `\Q` (quoted text).
+ */
+function withoutAnchors(pattern: string): string {
+  if (pattern.includes('\\Q')) return pattern
+  let start = 0
+  let end = pattern.length
+  if (pattern.startsWith('^') && !/^[*+?{(]/.test(pattern.slice(1, 2))) start = 1
+  if (end - start > 0 && pattern.endsWith('$')) {
+    let slashes = 0
+    while (end - 2 - slashes >= start && pattern[end - 2 - slashes] === '\\') slashes++
+    if (slashes % 2 === 0) end--
+  }
+  return pattern.slice(start, end)
 }
 
 /** Why `pattern` is not an acceptable RE2 pattern, or `undefined` when it is. */
