@@ -132,7 +132,8 @@ describe('regexes that are not RE2 are refused at parse, naming the path', () =>
   it('refuses a pattern over the program bound quickly', () => {
     const start = performance.now()
     const e = refusal(toV2([{ headers: { 'x-a': { regex: '[a-z]{1000}'.repeat(1000) } } }]))
-    expect(performance.now() - start).toBeLessThan(50)
+    // Compiling it would take about a second; the unit test holds the refusal itself to 50 ms.
+    expect(performance.now() - start).toBeLessThan(250)
     expect(e.issues[0]!.path).toBe('routes[0].match[0].headers.x-a.regex')
     expect(e.issues[0]!.message).toMatch(/over the 32768 allowed/)
   })
@@ -143,7 +144,7 @@ describe('the ReDoS reproductions of issue 23', () => {
     const { mesh, land } = virtual(toV2([{ headers: { 'x-a': { regex: '(a+)+b' } } }]))
     const start = performance.now()
     expect(await land('http://reviews/', { headers: { 'x-a': 'a'.repeat(27) } })).toBe('v1')
-    expect(performance.now() - start).toBeLessThan(100)
+    expect(performance.now() - start).toBeLessThan(250) // ~0.1 ms; V8's backtracking took seconds
     expect(await land('http://reviews/', { headers: { 'x-a': `${'a'.repeat(27)}b` } })).toBe('v2')
     await mesh.close()
   })
@@ -156,7 +157,7 @@ describe('the ReDoS reproductions of issue 23', () => {
     expect(await land('http://reviews/', { headers: { 'x-a': value } })).toBe('v1')
     expect(await land('http://reviews/', { headers: { 'x-a': `${value}b` } })).toBe('v2')
     // The regex itself is held to 10 ms in regex.test.ts; here the whole call, headers and all.
-    expect(performance.now() - start).toBeLessThan(500)
+    expect(performance.now() - start).toBeLessThan(1000)
     await mesh.close()
   })
 
@@ -164,7 +165,7 @@ describe('the ReDoS reproductions of issue 23', () => {
     const { mesh, land } = virtual(toV2([{ path: { template: '/{a}{b}{c}{d}{e}{f}/x' } }]))
     const start = performance.now()
     expect(await land(`http://reviews/${'a'.repeat(3_000)}/y`)).toBe('v1')
-    expect(performance.now() - start).toBeLessThan(100)
+    expect(performance.now() - start).toBeLessThan(250) // V8: O(n^6) on this path
     expect(await land('http://reviews/abcdef/x')).toBe('v2')
     await mesh.close()
   })
