@@ -6,12 +6,13 @@
  * This is also what Envoy does with `safe_regex`, so an Istio resource's pattern means here
  * what it means in Istio: the same dialect, and a full match (the whole value must match).
  *
- * Bounds, as Envoy under Istio: a pattern compiles to at most {@link MAX_PROGRAM_SIZE} RE2
- * instructions (Istio sets `re2.max_program_size.error_level` to 32768), and RE2's own rules
- * hold (a counted repetition at most 1000, nesting bounded). The size is estimated from the
- * text before compiling, so that a pattern far over the bound is refused without the cost of
- * compiling it. Matching costs O(program size x value length) at worst, measured in
- * docs/decisions.md D49.
+ * Bounds (docs/decisions.md D50), as Envoy under Istio: a pattern compiles to at most
+ * {@link MAX_PROGRAM_SIZE} RE2 instructions (Istio sets `re2.max_program_size.error_level` to
+ * 32768), and RE2's own rules hold (a counted repetition at most 1000, nesting bounded); its text
+ * is at most {@link MAX_PATTERN_LENGTH} long. The size is estimated from the text before
+ * compiling, so that a pattern far over the bound is refused without the cost of compiling it.
+ * Matching costs O(program size x value length) at worst; re2js's DFA keeps to 8 MiB per pattern
+ * and falls back to its NFA past it. The costs measured are in D49.
  *
  * Two shapes skip the engine because they are provably the same test (D49): a pattern with no
  * metacharacter is an equality, and such a literal followed by `.*` is a prefix test whose rest
