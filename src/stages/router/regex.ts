@@ -31,8 +31,15 @@ export interface Pattern {
 /** The largest RE2 program a pattern may compile to, in instructions: Istio's bound (32768). */
 export const MAX_PROGRAM_SIZE = 32_768
 
-/** The longest pattern text accepted, in UTF-16 code units: 65536 (twice the program bound). */
-export const MAX_PATTERN_LENGTH = 65_536
+/** The longest pattern text accepted, in UTF-16 code units: 32768 (the program bound). */
+export const MAX_PATTERN_LENGTH = 32_768
+
+/**
+ * The most Unicode class escapes (`\pL`, `\p{Greek}`, `\PN`) a pattern may hold: 256. re2js
+ * builds each from its tables, ~40 us apiece (~120 us under `(?i)`), so 20,000 of them cost
+ * seconds to compile while counting as one instruction each.
+ */
+export const MAX_UNICODE_CLASSES = 256
 
 // RE2's metacharacters; a pattern of printable ASCII without any of them is a literal.
 const LITERAL = /^[\x20-\x7e]*$/
@@ -106,11 +113,17 @@ function literalPattern(pattern: string): Pattern | undefined {
 }
 
 function compileRe2(pattern: string): RE2JS {
-  // The estimate is close to RE2's program size except where RE2 factors alternatives
-  // (`/a/1|/a/2` shares `/a/`), which it overcounts. Four times the bound leaves room for that
-  // and still refuses `[a-z]{1000}` x 1000 (a million instructions, about a second to compile)
-  // before compiling it; compiling up to the threshold costs at most about 150 ms. A pattern
-  // without counted repetitions is never refused here: its estimate is at most its length.
+  const unicodeClasses = pattern.match(/\\[pP]/g)?.length ?? 0
+  if (unicodeClasses > MAX_UNICODE_CLASSES) {
+    throw new SyntaxError(
+      `pattern has ${unicodeClasses} Unicode class escapes (\\p, \\P), over the ${MAX_UNICODE_CLASSES} allowed`,
+    )
+  }
+  // The estimate is within a few percent of RE2's program size where counted repetitions
+  // multiply, so twice the bound refuses `[a-z]{1000}` x 1000 (a million instructions, about a
+  // second to compile) before compiling it, and nothing Istio accepts. Where RE2 factors
+  // alternatives (`/a/1|/a/2` shares `/a/`) the estimate overcounts, but a pattern without
+  // counted repetitions is never refused here: its estimate is at most twice its length.
   const estimate = estimateProgramSize(pattern)
   if (estimate > ESTIMATE_LIMIT) {
     throw new SyntaxError(
@@ -135,7 +148,7 @@ function compileRe2(pattern: string): RE2JS {
 }
 
 /** Estimates above this are refused without compiling (see compileRe2). */
-export const ESTIMATE_LIMIT = 4 * MAX_PROGRAM_SIZE
+export const ESTIMATE_LIMIT = 2 * MAX_PROGRAM_SIZE
 
 const REPEAT = /^\{(\d+)(,(\d*))?\}/
 
