@@ -93,6 +93,28 @@ export function inProcessTasks(lib: Meshlet): { tasks: InProcessTask[]; close: (
   })
   // The default stack through the fetch transport (one AbortController per attempt).
   const meshViaFetch = meshFetch({ endpoints }, true)
+  // The default stack behind a route with a header and a path regex, both matching: what RE2
+  // matching (re2js, D49) and reading a header cost per call, beside mesh-default (no routes).
+  const regexMesh = createMesh(
+    {
+      services: { svc: { endpoints } },
+      routes: [
+        {
+          match: [
+            {
+              headers: { 'x-version': { regex: '^v[0-9]+\\.[0-9]+$' } },
+              path: { regex: '/[a-z]+(/[0-9]+)?' },
+            },
+          ],
+          route: [{ service: 'svc' }],
+        },
+      ],
+    },
+    { httpTransport: noopTransport },
+  )
+  meshes.push(regexMesh)
+  const meshRegex = withMesh(noopFetch, regexMesh)
+  const regexInit: RequestInit = { headers: { 'x-version': 'v1.2' } }
 
   // Node's own fetch on a dispatcher that answers every request at once (200, empty body): what
   // fetch's algorithm costs, against withMesh(fetch) on its direct path and with it off.
@@ -199,6 +221,11 @@ export function inProcessTasks(lib: Meshlet): { tasks: InProcessTask[]; close: (
       id: 'mesh-via-fetch',
       name: 'meshlet withMesh, default, fetch transport',
       call: () => meshViaFetch(URL_),
+    },
+    {
+      id: 'mesh-regex-route',
+      name: 'meshlet withMesh, default behind a header + path regex route',
+      call: () => meshRegex(URL_, regexInit),
     },
     {
       id: 'fetch-answering',

@@ -191,6 +191,7 @@ export {
 export { HedgeLostError, type HedgeOptions, hedge } from './stages/retry/hedge.js'
 export { LatencyHistogram, type LatencyHistogramOptions } from './stages/retry/latency-histogram.js'
 export { type RetryOptions, retry } from './stages/retry/retry.js'
+export type { Pattern } from './stages/router/regex.js'
 export {
   type PathMatch,
   type RouteDestination,

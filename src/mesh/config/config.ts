@@ -7,6 +7,8 @@
 import { IDEMPOTENT_METHODS } from '../../adapters/fetch/classify.js'
 import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
+import { regexProblem } from '../../stages/router/regex.js'
+import { templatePattern } from '../../stages/router/router.js'
 import {
   array,
   boolean,
@@ -614,13 +616,25 @@ const service = transform(
   },
 )
 
-/** Reports a `regex` field that is not a valid regular expression. */
+/** Reports a `regex` field that is not an RE2 pattern within bounds (linear-time matching, D49). */
 function checkRegex(regex: string | undefined, issue: Report): void {
   if (regex === undefined) return
+  const problem = regexProblem(regex)
+  if (problem !== undefined) {
+    issue(`expected an RE2 regular expression, got ${formatValue(regex)}: ${problem}`, 'regex')
+  }
+}
+
+/** Reports a `template` whose pattern would be over RE2's bounds (only a huge one can be). */
+function checkTemplate(template: string | undefined, issue: Report): void {
+  if (template === undefined) return
   try {
-    new RegExp(regex)
-  } catch {
-    issue(`expected a valid regular expression, got ${formatValue(regex)}`, 'regex')
+    templatePattern(template)
+  } catch (e) {
+    issue(
+      `expected a path template within bounds, got ${formatValue(template)}: ${(e as Error).message}`,
+      'template',
+    )
   }
 }
 
@@ -660,6 +674,7 @@ const pathMatch = transform(
     const given = [m.exact, m.prefix, m.regex, m.template].filter((v) => v !== undefined).length
     if (given !== 1) issue(`expected exactly one of exact, prefix, regex, template; got ${given}`)
     checkRegex(m.regex, issue)
+    checkTemplate(m.template, issue)
     return m
   },
 )

@@ -90,7 +90,7 @@ http:
           headers: {
             'end-user': { exact: 'jason' },
             'x-canary': { present: true },
-            'x-tenant': { regex: 't-(?<n>[0-9]+)' },
+            'x-tenant': { regex: 't-(?P<n>[0-9]+)' },
           },
           query: { debug: { exact: '1' } },
         },
@@ -137,17 +137,21 @@ http:
     ])
   })
 
-  it('refuses RE2 patterns that JavaScript would read differently or not at all', () => {
+  it('keeps RE2 patterns as written, since meshlet matches RE2 too, and refuses what RE2 refuses', () => {
     const { route, unsupported } = rule(`- match:
   - uri: { regex: "/\\\\pL+" }
   - headers: { x-id: { regex: "(?i)abc" } }
-  - uri: { regex: "/items/[0-9]+" }
+  - uri: { regex: "/items/(a)\\\\1" }
+  - headers: { x-id: { regex: "(?=a)a" } }
   route:
   - destination: { host: reviews }`)
-    expect(route?.match).toEqual([{ host: 'reviews', path: { regex: '/items/[0-9]+' } }])
+    expect(route?.match).toEqual([
+      { host: 'reviews', path: { regex: '/\\pL+' } },
+      { host: 'reviews', headers: { 'x-id': { regex: '(?i)abc' } } },
+    ])
     expect(unsupported).toEqual([
-      'VirtualService reviews: http[0].match[0].uri (not translatable: clause left out)',
-      'VirtualService reviews: http[0].match[1].headers.x-id (not translatable: clause left out)',
+      'VirtualService reviews: http[0].match[2].uri (not translatable: clause left out)',
+      'VirtualService reviews: http[0].match[3].headers.x-id (not translatable: clause left out)',
     ])
   })
 

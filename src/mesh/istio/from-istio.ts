@@ -20,6 +20,7 @@
 
 import { parseAllDocuments } from 'yaml'
 import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
+import { regexProblem } from '../../stages/router/regex.js'
 import type { MeshConfig, RetryOn, ServiceConfig } from '../config/config.js'
 import { DURATION_PATTERN } from '../config/duration.js'
 
@@ -385,30 +386,13 @@ function stringMatch(raw: unknown, path: string, out: Out): IstioString {
 }
 
 /**
- * An RE2 pattern (Istio's dialect) as a JavaScript one, or `undefined` when JavaScript would not
- * read it alike. RE2's `(?P<name>` is JavaScript's `(?<name>`. Refused: what JavaScript compiles
- * to something else without a word (`\pL`, `\Q..\E`, `\A`, `\z`, `\x{41}`, `[[:alpha:]]`) and
- * what it does not compile (inline flags such as `(?i)` before ES2025).
+ * An Istio `regex` (RE2, matched in full by Envoy) as meshlet's, which is RE2 matched in full
+ * too (docs/decisions.md D49): the same text, so `\pL`, `(?i)`, `\Q..\E` or `[[:alpha:]]` mean
+ * what they mean in Istio. `undefined` when meshlet refuses it: not valid RE2 (re2js), or over
+ * the bounds Istio itself sets (a program of at most 32768 instructions).
  */
 function jsRegex(re2: string): string | undefined {
-  if (/\[:[a-z]+:\]/.test(re2)) return undefined
-  for (const m of re2.matchAll(/\\(.)/g)) {
-    const c = m[1]!
-    if (
-      c === 'x'
-        ? !/^[0-9a-fA-F]{2}/.test(re2.slice(m.index + 2))
-        : /[A-Za-z0-9]/.test(c) && !/[dDwWsSbBnrtfv]/.test(c)
-    ) {
-      return undefined
-    }
-  }
-  const js = re2.replaceAll('(?P<', '(?<')
-  try {
-    new RegExp(`^(?:${js})$`)
-    return js
-  } catch {
-    return undefined
-  }
+  return regexProblem(re2) === undefined ? re2 : undefined
 }
 
 const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')

@@ -2,11 +2,13 @@
  * The router: picks, for each call, the first route whose match holds and a destination among
  * its weighted targets (Envoy's route table, Istio's VirtualService `http` rules). Matchers are
  * compiled once per configuration into closures over precomputed values (regular expressions
- * built, templates turned into patterns), so a call does comparisons, not parsing. It reads the
+ * compiled, templates turned into patterns), so a call does comparisons, not parsing. Every
+ * pattern runs in time linear in the value: config regexes are RE2 (./regex.ts, D49). It reads the
  * request through a small {@link RouteView} that each adapter provides (HTTP headers, gRPC
  * metadata), and it allocates nothing when no rule looks at headers.
  */
 import type { Random } from '../../core/random.js'
+import { compileRegex, type Pattern } from './regex.js'
 
 /** What the router may read of a call. Each accessor is called only if a rule needs it. */
 export interface RouteView {
@@ -102,17 +104,34 @@ function compileString(m: StringMatch): (value: string | undefined) => boolean {
     const prefix = m.prefix
     return (v) => v?.startsWith(prefix) ?? false
   }
-  const re = new RegExp(`^(?:${m.regex ?? ''})$`)
+  const re = compileRegex(m.regex ?? '')
   return (v) => v !== undefined && re.test(v)
 }
 
-/** Turns `/users/{id}/orders/{order}` into a pattern where each `{name}` is one segment. */
-export function templatePattern(template: string): RegExp {
-  const escaped = template
-    .split(/(\{[^}/]+\})/)
-    .map((part) => (/^\{[^}/]+\}$/.test(part) ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+const PARAM = /^\{[^}/]+\}$/
+
+/**
+ * Turns `/users/{id}/orders/{order}` into a pattern of the whole path where each `{name}` is
+ * one or more characters other than `/`. When every `{name}` ends its segment (is followed by
+ * `/` or ends the template), the pattern runs on V8's engine, which is linear there: `[^/]+`
+ * then `/` or the end can only match one way, so a failed try gives back nothing. Otherwise
+ * (`/files/{name}.{ext}`, where V8 would backtrack polynomially) it runs on RE2 (./regex.ts).
+ * Throws a `SyntaxError` only when the template is over RE2's bounds.
+ */
+export function templatePattern(template: string): Pattern {
+  const parts = template.split(/(\{[^}/]+\})/)
+  const escaped = parts
+    .map((part) => (PARAM.test(part) ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
     .join('')
-  return new RegExp(`^${escaped}$`)
+  // split() puts each param at an odd index with a literal after it ('' at the end, and
+  // between two adjacent params).
+  const last = parts.length - 1
+  const deterministic = parts.every(
+    (_, i) => i % 2 === 0 || parts[i + 1]!.startsWith('/') || (i + 1 === last && parts[last] === ''),
+  )
+  if (!deterministic) return compileRegex(escaped)
+  const re = new RegExp(`^${escaped}$`)
+  return { source: escaped, test: (value) => re.test(value) }
 }
 
 function compilePath(m: PathMatch): { test: (path: string) => boolean; prefix: string | undefined } {
@@ -124,7 +143,7 @@ function compilePath(m: PathMatch): { test: (path: string) => boolean; prefix: s
     const prefix = m.prefix
     return { test: (p) => p.startsWith(prefix), prefix }
   }
-  const re = m.template !== undefined ? templatePattern(m.template) : new RegExp(`^(?:${m.regex ?? ''})$`)
+  const re = m.template !== undefined ? templatePattern(m.template) : compileRegex(m.regex ?? '')
   return { test: (p) => re.test(pathOnly(p)), prefix: undefined }
 }
 
