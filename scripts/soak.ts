@@ -20,6 +20,8 @@
  * - a process resource (timer, socket, child process) is left after `mesh.close()` and the
  *   server's exit, compared with before the run;
  * - a POST body reached the server twice;
+ * - the bulkhead, which has as many permits as there are callers, refused a call (a permit
+ *   leaked);
  * - a call ended in anything but a `Response`, a `MeshError` or fetch's `TypeError`, or a
  *   rejection went unhandled.
  *
@@ -209,7 +211,7 @@ function memoryUpstream(calls: number): Upstream {
   }
 }
 
-function soakConfig(endpoints: string[], hedge: boolean): MeshConfig {
+function soakConfig(endpoints: string[], hedge: boolean, concurrency: number): MeshConfig {
   return {
     services: {
       api: {
@@ -231,7 +233,8 @@ function soakConfig(endpoints: string[], hedge: boolean): MeshConfig {
           maxEjectionTime: '1s',
           maxEjectionPercent: 50,
         },
-        concurrency: { max: 256, queue: 64 },
+        // As many permits as callers and no queue: the bulkhead refuses only if a permit leaks.
+        concurrency: { max: concurrency, queue: 0 },
       },
     },
     routes: [
@@ -306,7 +309,7 @@ export async function soak(options: SoakOptions = {}): Promise<SoakReport> {
   const started = performance.now()
   const upstream = transport === 'loopback' ? await loopbackUpstream() : memoryUpstream(calls)
   const mesh = createMesh(
-    soakConfig(upstream.endpoints, hedge),
+    soakConfig(upstream.endpoints, hedge, concurrency),
     upstream.transport ? { httpTransport: upstream.transport } : {},
   )
   const events: Record<string, number> = {}
@@ -391,6 +394,9 @@ export async function soak(options: SoakOptions = {}): Promise<SoakReport> {
     failures.push(`${server.duplicatePosts} POST bodies reached the server twice`)
   if (untyped.length > 0) failures.push(`${untyped.length} untyped outcomes, first: ${untyped[0]}`)
   if (unhandled > 0) failures.push(`${unhandled} unhandled rejections`)
+  const refused = outcomes.BULKHEAD_FULL ?? 0
+  if (refused > 0)
+    failures.push(`the bulkhead, with a permit per caller, refused ${refused} calls: a permit leaked`)
   const total = Object.entries(outcomes)
     .filter(([k]) => !k.startsWith('body: '))
     .reduce((n, [, v]) => n + v, 0)

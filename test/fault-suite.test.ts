@@ -201,7 +201,6 @@ describe('fault suite: withMesh(fetch) on loopback sockets', () => {
         const s = await server((req, res) => {
           res.writeHead(200, { 'content-length': '1000' })
           res.flushHeaders()
-          res.once('finish', () => {})
           setImmediate(() => req.socket.end())
         })
         const { f, retries } = meshFor([s.url])
