@@ -395,15 +395,22 @@ export async function soak(options: SoakOptions = {}): Promise<SoakReport> {
       }
     }
   }
-  await Promise.all(Array.from({ length: concurrency }, caller))
-  const durationMs = performance.now() - started
-  const server = await upstream.stats()
+  let durationMs: number
+  let server: SoakReport['server']
+  try {
+    await Promise.all(Array.from({ length: concurrency }, caller))
+    durationMs = performance.now() - started
+    server = await upstream.stats()
+  } finally {
+    // Also on a throw, so that no server process outlives the soak.
+    await mesh.close()
+    await upstream.stop()
+    process.off('unhandledRejection', onUnhandled)
+  }
   // The median of the last three samples: one sample can land on a transient (a burst of new
   // connections after resets), a trend cannot hide in a median.
   const final = samples.length === 0 ? warm : median(samples.slice(-3))
 
-  await mesh.close()
-  await upstream.stop()
   // Sockets close a few turns after their peer goes: wait up to 5 s for the counts to settle.
   let leaked: string[] = []
   for (let waited = 0; waited <= 5000; waited += 20) {
@@ -411,7 +418,6 @@ export async function soak(options: SoakOptions = {}): Promise<SoakReport> {
     if (leaked.length === 0) break
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
-  process.off('unhandledRejection', onUnhandled)
 
   const failures: string[] = []
   if (final > warm * (1 + tolerance))
