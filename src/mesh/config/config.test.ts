@@ -56,6 +56,8 @@ describe('parseConfig', () => {
             { url: 'http://127.0.0.1:8081', weight: 1, labels: {}, zone: undefined },
             { url: 'http://127.0.0.1:8082', weight: 2, labels: { version: 'v2' }, zone: 'b' },
           ],
+          hosts: [],
+          authority: undefined,
           loadBalancer: 'least-request',
           hashKey: undefined,
           slowStart: undefined,
@@ -102,6 +104,8 @@ describe('parseConfig', () => {
         users: {
           protocol: 'http',
           endpoints: [{ url: 'http://10.0.0.1', weight: 1, labels: {}, zone: undefined }],
+          hosts: [],
+          authority: undefined,
           loadBalancer: 'least-request',
           hashKey: undefined,
           slowStart: undefined,
