@@ -280,7 +280,14 @@ function guardedBalancer<Req, Res>(
     observe?.(chosen, end - sent, end)
     if (recorder !== undefined) {
       const v = verdict ?? judge(req, ok, result)
-      recorder.record(chosen, v, end, ctx.random, events, v !== 'success' && v !== 'ignored' && gateway(ok, result))
+      recorder.record(
+        chosen,
+        v,
+        end,
+        ctx.random,
+        events,
+        v !== 'success' && v !== 'ignored' && gateway(ok, result),
+      )
     }
   }
   const exit: ExitHook =
