@@ -234,8 +234,8 @@ function destinationOf(d: Fields | undefined, scope: Scope): Destination | undef
     if (number === undefined || !Number.isInteger(number) || number < 1 || number > 65535) {
       d.out.invalid(port.path, `port number ${number ?? 'missing'} must be in the range 1..65535`)
     } else {
-      let ports = state.ports.get(service)
-      if (ports === undefined) state.ports.set(service, (ports = new Set()))
+      const ports = state.ports.get(service) ?? new Set<number>()
+      state.ports.set(service, ports)
       ports.add(number)
     }
     port.done()
