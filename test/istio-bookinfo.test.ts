@@ -114,6 +114,23 @@ describe('Istio Bookinfo: reviews', () => {
     expect(served).toEqual(Array(500).fill('v3'))
     await mesh.close()
   })
+
+  it('routes calls by every Kubernetes name of reviews alike (Istio resolves the short host)', async () => {
+    const { config } = fromIstio(
+      [fixture('destination-rule-all.yaml'), fixture('virtual-service-reviews-jason-v2-v3.yaml')],
+      endpoints,
+    )
+    const { transport, served } = versionTransport()
+    const mesh = createMesh(config, { httpTransport: transport, random: seededRandom(1) })
+    const f = withMesh(fetch, mesh)
+    const names = ['reviews', 'reviews.default', 'reviews.default.svc', 'reviews.default.svc.cluster.local']
+    for (const host of names) {
+      await (await f(`http://${host}:9080/reviews/1`, { headers: { 'end-user': 'jason' } })).text()
+      await (await f(`http://${host}:9080/reviews/1`)).text()
+    }
+    expect(served).toEqual(names.flatMap(() => ['v2', 'v3']))
+    await mesh.close()
+  })
 })
 
 describe('Istio Bookinfo: ratings faults', () => {
