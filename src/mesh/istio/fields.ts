@@ -197,7 +197,11 @@ export function duration(f: Fields, key: string): string | number | undefined {
  * `percentage: { value }` (a double) or the deprecated integer `percent`; `undefined` when
  * neither. Istio's validation refuses a value outside 0..100, and one between 0 and 0.0001.
  */
-export function percentOf(f: Fields, key = 'percentage', legacy = 'percent'): number | undefined {
+export function percentOf(
+  f: Fields,
+  key = 'percentage',
+  legacy: string | undefined = 'percent',
+): number | undefined {
   let percent: number | undefined
   let at = f.at(key)
   const p = f.raw(key)
@@ -210,8 +214,8 @@ export function percentOf(f: Fields, key = 'percentage', legacy = 'percent'): nu
   } else if (p !== undefined) {
     f.out.unsupported(f.at(key), 'expected { value: <percent> }')
   }
-  const old = f.raw(legacy)
-  if (percent === undefined && old !== undefined) {
+  const old = legacy === undefined ? undefined : f.raw(legacy)
+  if (percent === undefined && legacy !== undefined && old !== undefined) {
     const value = isObject(old) ? old['value'] : old
     at = f.at(legacy)
     if (typeof value === 'number') percent = value

@@ -233,10 +233,12 @@ http:
     delay: { fixedDelay: 7s, percent: 10 }
   route:
   - destination: { host: reviews }`)
-    expect(legacy.route?.fault).toEqual({
-      abort: { percent: 50, status: 500 },
-      delay: { percent: 10, duration: '7s' },
-    })
+    // pilot reads the legacy integer for delays only: that abort aborts nothing.
+    expect(legacy.route?.fault).toEqual({ delay: { percent: 10, duration: '7s' } })
+    expect(legacy.unsupported).toEqual([
+      'VirtualService reviews: http[0].fault.abort.percent (deprecated: Istio reads it for delays only, use percentage)',
+      'VirtualService reviews: http[0].fault.abort (no percentage: Istio aborts no call, nor does meshlet)',
+    ])
     const grpc = rule(`- fault:
     abort: { grpcStatus: UNAVAILABLE, percentage: { value: 100 } }
   route:

@@ -379,7 +379,11 @@ function faultOf(f: Fields): Fault | undefined {
     f.out.invalid(f.path, 'HTTP fault injection must have an abort and/or a delay')
   const abort = f.object('abort')
   if (abort) {
-    const percent = percentOf(abort)
+    // pilot reads the deprecated integer `percent` for delays only (route.go TranslateFault).
+    const percent = percentOf(abort, 'percentage', undefined)
+    if (abort.has('percent')) {
+      abort.unsupported('percent', 'deprecated: Istio reads it for delays only, use percentage')
+    }
     const status = abort.number('httpStatus')
     const grpc = abort.raw('grpcStatus')
     let grpcStatus: number | undefined
