@@ -200,7 +200,7 @@ export function duration(f: Fields, key: string): string | number | undefined {
 export function percentOf(
   f: Fields,
   key = 'percentage',
-  legacy: string | undefined = 'percent',
+  legacy: string | null = 'percent',
 ): number | undefined {
   let percent: number | undefined
   let at = f.at(key)
@@ -214,8 +214,8 @@ export function percentOf(
   } else if (p !== undefined) {
     f.out.unsupported(f.at(key), 'expected { value: <percent> }')
   }
-  const old = legacy === undefined ? undefined : f.raw(legacy)
-  if (percent === undefined && legacy !== undefined && old !== undefined) {
+  const old = legacy === null ? undefined : f.raw(legacy)
+  if (percent === undefined && legacy !== null && old !== undefined) {
     const value = isObject(old) ? old['value'] : old
     at = f.at(legacy)
     if (typeof value === 'number') percent = value

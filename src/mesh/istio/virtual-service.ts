@@ -380,7 +380,7 @@ function faultOf(f: Fields): Fault | undefined {
   const abort = f.object('abort')
   if (abort) {
     // pilot reads the deprecated integer `percent` for delays only (route.go TranslateFault).
-    const percent = percentOf(abort, 'percentage', undefined)
+    const percent = percentOf(abort, 'percentage', null)
     if (abort.has('percent')) {
       abort.unsupported('percent', 'deprecated: Istio reads it for delays only, use percentage')
     }
