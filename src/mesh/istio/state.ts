@@ -74,7 +74,11 @@ export class State implements Reports {
       return false
     })
     const name = names[0]
-    if (name === undefined || !SERVICE_NAME.test(name)) {
+    if (name === undefined) {
+      out.unsupported(path, `no name left for ${fqdn}: left out`)
+      return undefined
+    }
+    if (!SERVICE_NAME.test(name)) {
       out.unsupported(path, `${JSON.stringify(fqdn)} makes no service name`)
       return undefined
     }
