@@ -277,6 +277,21 @@ spec:
     expect(config.services['reviews']?.authority).toBe('reviews:9080')
     // The destination's port is the service's port, which the app called.
     expect(config.services['ratings']?.authority).toBe('ratings:8080')
+    // The scheme's default port is left out, as a URL leaves it out; ports that differ give none.
+    const ports = fromIstio(
+      `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: api }
+spec: { host: api.foo.com }`,
+      {
+        'api.foo.com': ['https://10.0.0.5'],
+        web: ['http://10.0.0.6:80'],
+        mixed: ['http://10.0.0.7:8080', 'http://10.0.0.8:8081'],
+      },
+    )
+    expect(ports.config.services['api.foo.com']?.authority).toBe('api.foo.com')
+    expect(ports.config.services['web']?.authority).toBe('web')
+    expect(ports.config.services['mixed']?.authority).toBeUndefined()
     const own = fromIstio(REVIEWS, { reviews: ['http://10.0.0.1:9080'] }, { defaults: 'meshlet' })
     expect(own.config.services['reviews']?.authority).toBeUndefined()
   })

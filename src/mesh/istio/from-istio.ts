@@ -231,8 +231,8 @@ function istioDefaults(): Pick<ServiceConfig, 'timeout' | 'retry'> {
 /**
  * The authority a sidecar's upstream sees: the name the application called with its port. The
  * port is the one the VirtualServices' destinations give, else the one all the endpoints share
- * (a Service whose port is its pods' port, as in Bookinfo); port 80 is left out as a URL leaves
- * it out. `undefined` when no single port is known: the endpoint's address is sent.
+ * (a Service whose port is its pods' port, as in Bookinfo); the scheme's default port is left
+ * out, as a URL leaves it out. `undefined` when no single port is known: the endpoint's address is sent.
  */
 function authorityOf(
   name: string,
@@ -240,22 +240,25 @@ function authorityOf(
   endpoints: NonNullable<ServiceConfig['endpoints']> | undefined,
 ): string | undefined {
   let port: number | undefined
+  let https = false
   if (ports !== undefined && ports.size === 1) port = [...ports][0]
   else if (ports === undefined && endpoints !== undefined) {
-    const seen = new Set<number>()
+    const seen = new Set<string>()
     for (const e of endpoints) {
       const raw = typeof e === 'string' ? e : e.url
       try {
         const url = new URL(raw)
-        seen.add(url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port))
+        https = url.protocol === 'https:'
+        seen.add(`${url.protocol}${url.port === '' ? (https ? 443 : 80) : url.port}`)
       } catch {
         return undefined
       }
     }
-    if (seen.size === 1) port = [...seen][0]
+    if (seen.size === 1) port = Number([...seen][0]!.replace(/^https?:/, ''))
   }
   if (port === undefined) return undefined
-  return port === 80 ? name : `${name}:${port}`
+  // The default port of the scheme is left out, as a URL leaves it out.
+  return port === (https ? 443 : 80) ? name : `${name}:${port}`
 }
 
 const API_VERSION = /^networking\.istio\.io\/(v1|v1beta1|v1alpha3)$/
