@@ -145,6 +145,29 @@ spec:
     expect([foo.requests, bar.requests]).toEqual([1, 1])
   })
 
+  it('sends calls for ServiceEntry hosts to the endpoints each entry lists', async () => {
+    const foo = await named('foo')
+    const bar = await named('bar')
+    const entry = (name: string, host: string, port: number) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${name} }
+spec:
+  hosts: [${host}]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${port} } }]
+`
+    const { config, unsupported } = fromIstio([
+      entry('foo', 'api.foo.com', foo.port),
+      entry('bar', 'api.bar.com', bar.port),
+    ])
+    expect(unsupported).toEqual([])
+    const f = withMesh(fetch, mesh(config))
+    expect(await (await f('http://api.bar.com/x')).text()).toBe('bar')
+    expect(await (await f('http://API.foo.com/x')).text()).toBe('foo')
+    expect([foo.requests, bar.requests]).toEqual([1, 1])
+  })
+
   it('resolves short hosts in the namespace option and the cluster domain option', () => {
     const { config } = fromIstio(
       `apiVersion: networking.istio.io/v1

@@ -485,7 +485,7 @@ spec: {}
     const { config, unsupported } = fromIstio(list)
     expect(config.routes).toHaveLength(1)
     expect(unsupported).toEqual([
-      'Gateway gw (only VirtualService and DestinationRule are translated)',
+      'Gateway gw (only VirtualService, DestinationRule and ServiceEntry are translated)',
       'VirtualService future (apiVersion "networking.istio.io/v2" is not networking.istio.io v1, v1beta1 or v1alpha3)',
     ])
   })

@@ -1,7 +1,7 @@
 /**
- * Istio's traffic resources as meshlet config: {@link fromIstio} translates VirtualService and
- * DestinationRule resources (networking.istio.io v1, v1beta1, v1alpha3) into routes and services,
- * and lists every field it could not translate.
+ * Istio's traffic resources as meshlet config: {@link fromIstio} translates VirtualService,
+ * DestinationRule and ServiceEntry resources (networking.istio.io v1, v1beta1, v1alpha3) into
+ * routes and services, and lists every field it could not translate.
  *
  * Why: teams that run Istio already describe their canaries, header routes, faults and retries
  * in these resources; reading them lets the same intent drive an in-process mesh (a job outside
@@ -17,7 +17,8 @@
  * `defaults: 'meshlet'` asks for meshlet's. See docs/istio.md for the whole mapping.
  *
  * The work is split by resource kind: `virtual-service.ts` (with `match.ts`),
- * `destination-rule.ts`, `hosts.ts` (names), `fields.ts` (reading and reporting), `state.ts`.
+ * `destination-rule.ts`, `service-entry.ts`, `hosts.ts` (names), `fields.ts` (reading and
+ * reporting), `state.ts`.
  *
  * Istio resources carry no endpoints (Kubernetes finds the pods); give them in the second
  * argument, or add them to the returned {@link IstioImport} before `createMesh`.
@@ -29,6 +30,7 @@ import type { MeshConfig, ServiceConfig } from '../config/config.js'
 import { destinationRule } from './destination-rule.js'
 import { Fields, isObject, Out } from './fields.js'
 import { resolveHost } from './hosts.js'
+import { serviceEntry } from './service-entry.js'
 import { type IstioServiceConfig, type MeshRoute, type RouteMatch, State } from './state.js'
 import { ISTIO_RETRY_ON, ISTIO_RETRYABLE_STATUS_CODES, virtualService } from './virtual-service.js'
 
@@ -37,9 +39,9 @@ export type { IstioServiceConfig } from './state.js'
 
 /**
  * A config fragment translated from Istio resources: services (subsets, traffic policy, host
- * aliases) and routes, but no endpoints, which Istio resources do not carry. Before
- * `createMesh`, give each service `endpoints` (or `discovery`); `fromIstio(yaml, endpoints)`
- * does it for you.
+ * aliases) and routes, but no endpoints, which Istio resources do not carry (but for
+ * ServiceEntries that list them or resolve by DNS). Before `createMesh`, give each service
+ * `endpoints` (or `discovery`); `fromIstio(yaml, endpoints)` does it for you.
  */
 export interface IstioImport {
   /**
@@ -179,7 +181,8 @@ export function fromIstio(
   const istio = (options.defaults ?? 'istio') === 'istio'
   const services: Record<string, ServiceConfig> = {}
   for (const [name, svc] of state.services) {
-    const list = byName.get(name)
+    // The endpoints given win over a ServiceEntry's.
+    const list = byName.get(name) ?? state.endpoints.get(name)
     const result: ServiceConfig = { ...svc, ...(istio ? istioDefaults() : {}) }
     if (istio) {
       const authority = authorityOf(name, state.ports.get(name), list)
@@ -308,5 +311,10 @@ function resource(doc: unknown, where: string, state: State): void {
   const spec = isObject(doc['spec']) ? new Fields(doc['spec'], '', out) : undefined
   if (kind === 'VirtualService' && spec) virtualService(spec, name, { state, namespace })
   else if (kind === 'DestinationRule' && spec) destinationRule(spec, { state, namespace })
-  else out.unsupported('', spec ? 'only VirtualService and DestinationRule are translated' : 'no spec')
+  else if (kind === 'ServiceEntry' && spec) serviceEntry(spec, { state })
+  else
+    out.unsupported(
+      '',
+      spec ? 'only VirtualService, DestinationRule and ServiceEntry are translated' : 'no spec',
+    )
 }

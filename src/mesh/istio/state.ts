@@ -25,8 +25,11 @@ export interface PendingRoute {
   readonly hosts: readonly string[] | undefined
 }
 
-/** A service as the import produces it: everything but where it runs. */
-export type IstioServiceConfig = Omit<ServiceConfig, 'endpoints' | 'discovery'>
+/**
+ * A service as the import produces it: its policy, and its endpoints only when a ServiceEntry
+ * says where it runs.
+ */
+export type IstioServiceConfig = Omit<ServiceConfig, 'discovery'>
 
 // meshlet's service names (config.ts): letters, digits, '.' and '-'.
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/
@@ -44,8 +47,10 @@ export class State implements Reports {
   readonly #names = new Map<string, string>()
   /** Fully qualified host by every name a call may use (names and aliases). */
   readonly #owners = new Map<string, string>()
-  /** Ports the VirtualServices' destinations give, by service name (for its authority). */
+  /** Ports the VirtualServices' destinations and ServiceEntries give, by service name (for its authority). */
   readonly ports = new Map<string, Set<number>>()
+  /** Endpoints ServiceEntries give, by service name. */
+  readonly endpoints = new Map<string, NonNullable<ServiceConfig['endpoints']>>()
 
   constructor(readonly naming: HostNaming) {}
 
