@@ -468,6 +468,16 @@ spec:
         ),
       ),
     ).toEqual(['VirtualService r: http[0].retries.retryOn: "sometimes" is not a valid retryOn policy'])
+    expect(
+      issues(
+        vs(
+          '  - retries: { attempts: 2, retryOn: "5xx, 503,599" }\n    route: [{ destination: { host: r } }]',
+        ),
+      ),
+    ).toEqual([
+      'VirtualService r: http[0].retries.retryOn: " 503" is not a valid retryOn policy',
+      'VirtualService r: http[0].retries.retryOn: "599" is not a valid retryOn policy',
+    ])
     expect(issues(vs('  - timeout: 0s\n    route: [{ destination: { host: r } }]'))).toEqual([
       'VirtualService r: http[0].timeout: duration must be greater than 1ms, got "0s"',
     ])

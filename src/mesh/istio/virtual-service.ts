@@ -273,6 +273,13 @@ function headerOps(h: Fields): { request?: HeaderOps; response?: HeaderOps } {
   return result
 }
 
+/** The statuses Go's `http.StatusText` knows, which Istio's validation takes as retryOn codes. */
+const HTTP_STATUSES: ReadonlySet<number> = new Set([
+  100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307,
+  308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421,
+  422, 423, 424, 425, 426, 428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+])
+
 /** Envoy's HTTP `retry_on` words meshlet's classifier speaks as they are. */
 const RETRY_ON = new Set([
   '5xx',
@@ -336,13 +343,12 @@ function retry(f: Fields): RouteRetry {
   } else {
     const on: RetryOn[] = []
     const grpc: GrpcCode[] = []
-    for (const raw of retryOn.split(',')) {
-      const token = raw.trim()
-      if (token === '') continue
+    // Istio's validation splits on "," and trims nothing: " 503" or an empty word is refused.
+    for (const token of retryOn.split(',')) {
       const code = GRPC_RETRY_ON[token]
       if (RETRY_ON.has(token)) on.push(token as RetryOn)
       else if (code !== undefined) grpc.push(code)
-      else if (/^\d{3}$/.test(token) && Number(token) >= 100 && Number(token) <= 599) on.push(Number(token))
+      else if (/^\d{3}$/.test(token) && HTTP_STATUSES.has(Number(token))) on.push(Number(token))
       // It switches on the statuses listed beside it, which are translated one by one.
       else if (token === 'retriable-status-codes') continue
       // Envoy: a reset before the request was sent, so safe for any method. meshlet cannot tell
