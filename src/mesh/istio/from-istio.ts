@@ -156,7 +156,7 @@ export function fromIstio(
     }
   }
   const state = new State({
-    namespace: options.namespace ?? statedNamespace(docs) ?? 'default',
+    namespace: (options.namespace ?? statedNamespace(docs) ?? 'default').toLowerCase(),
     clusterDomain: (options.clusterDomain ?? 'cluster.local').toLowerCase(),
   })
   for (const { doc, where } of docs) resource(doc, where, state)
