@@ -94,6 +94,7 @@ export {
   fromIstio,
   type IstioEndpoints,
   type IstioImport,
+  type IstioOptions,
   type IstioServiceConfig,
   type IstioTranslation,
 } from './mesh/istio/from-istio.js'

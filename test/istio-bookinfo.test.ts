@@ -20,6 +20,9 @@ const fixtures = process.env['MESHLET_SHARED']
   : join(repoRoot, 'test', 'fixtures', 'istio-bookinfo')
 
 const fixture = (name: string): string => readFileSync(join(fixtures, name), 'utf8')
+// Istio's current form of the samples whose 2018 form current pilot reads differently.
+const current = (name: string): string =>
+  readFileSync(join(repoRoot, 'test', 'fixtures', 'istio-current', name), 'utf8')
 
 beforeAll(() => {
   if (!existsSync(join(fixtures, 'destination-rule-all.yaml'))) {
@@ -114,12 +117,29 @@ describe('Istio Bookinfo: reviews', () => {
     expect(served).toEqual(Array(500).fill('v3'))
     await mesh.close()
   })
+
+  it('routes calls by every Kubernetes name of reviews alike (Istio resolves the short host)', async () => {
+    const { config } = fromIstio(
+      [fixture('destination-rule-all.yaml'), fixture('virtual-service-reviews-jason-v2-v3.yaml')],
+      endpoints,
+    )
+    const { transport, served } = versionTransport()
+    const mesh = createMesh(config, { httpTransport: transport, random: seededRandom(1) })
+    const f = withMesh(fetch, mesh)
+    const names = ['reviews', 'reviews.default', 'reviews.default.svc', 'reviews.default.svc.cluster.local']
+    for (const host of names) {
+      await (await f(`http://${host}:9080/reviews/1`, { headers: { 'end-user': 'jason' } })).text()
+      await (await f(`http://${host}:9080/reviews/1`)).text()
+    }
+    expect(served).toEqual(names.flatMap(() => ['v2', 'v3']))
+    await mesh.close()
+  })
 })
 
 describe('Istio Bookinfo: ratings faults', () => {
   it('imports the abort rule (100% with 500 for jason) and answers it without calling ratings', async () => {
     const { config, unsupported } = fromIstio(
-      [fixture('destination-rule-all.yaml'), fixture('virtual-service-ratings-test-abort.yaml')],
+      [fixture('destination-rule-all.yaml'), current('virtual-service-ratings-test-abort.yaml')],
       endpoints,
     )
     expect(unsupported).toEqual([])
@@ -140,6 +160,18 @@ describe('Istio Bookinfo: ratings faults', () => {
     expect((await f('http://ratings:9080/ratings/0')).status).toBe(200)
     expect(served).toEqual(['v1'])
     await mesh.close()
+  })
+
+  it("aborts nothing with the 2018 sample's integer percent on the abort, which current pilot no longer reads", () => {
+    const { config, unsupported } = fromIstio(
+      [fixture('destination-rule-all.yaml'), fixture('virtual-service-ratings-test-abort.yaml')],
+      endpoints,
+    )
+    expect(config.routes?.[0]?.fault).toBeUndefined()
+    expect(unsupported).toEqual([
+      'VirtualService ratings: http[0].fault.abort.percent (deprecated: Istio reads it for delays only, use percentage)',
+      'VirtualService ratings: http[0].fault.abort (no percentage: Istio aborts no call, nor does meshlet)',
+    ])
   })
 
   it('imports the delay rule (100% for 7 s for jason) and delays on the manual clock', async () => {

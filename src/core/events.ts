@@ -21,7 +21,12 @@ export interface MeshEvents {
   ejection: {
     service: string
     endpoint: string
-    reason: 'consecutive-failures' | 'success-rate' | 'failure-percentage' | 'health-check'
+    reason:
+      | 'consecutive-failures'
+      | 'consecutive-gateway-failures'
+      | 'success-rate'
+      | 'failure-percentage'
+      | 'health-check'
     until: number
   }
   /** An ejected or unhealthy endpoint came back into rotation. */

@@ -33,4 +33,11 @@ export interface Protocol<Req, Res> {
   pushback(outcome: Outcome<Res>, clock: { wall(): number }): number | undefined
   /** Releases a response that will not reach the caller (drains or cancels its body). */
   discard(res: Res): void
+  /**
+   * Whether an attempt's outcome is a gateway failure, for outlier detection's
+   * `consecutiveGatewayFailures` (Envoy's `consecutive_gateway_failure`): HTTP 502, 503 and 504,
+   * and the failures Envoy maps to them (a connection failure or reset, an attempt timeout).
+   * Default none: no outcome is a gateway failure.
+   */
+  gatewayFailure?(outcome: Outcome<Res>): boolean
 }

@@ -21,6 +21,7 @@ export function effectiveConfig(
           perTryTimeout: r.perTryTimeout ?? config.retry.perTryTimeout,
           retryOn: r.retryOn ?? config.retry.retryOn,
           methods: r.methods ?? config.retry.methods,
+          retryableStatusCodes: r.retryableStatusCodes ?? config.retry.retryableStatusCodes,
         }
       : config.retry,
     hedge: route.hedge ?? config.hedge,

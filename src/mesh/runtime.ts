@@ -55,7 +55,12 @@ export class ServiceRuntime {
     readonly bulkhead: Middleware<unknown, unknown> | undefined = undefined,
     /** The service this destination belongs to (`users` for `users/v2`). */
     readonly service: string = name,
-  ) {}
+  ) {
+    this.host = name.toLowerCase()
+  }
+
+  /** The name in lower case: the host routes see for a call by any of the service's `hosts`. */
+  readonly host: string
 
   /**
    * The handler built for a transport (`transport`) and a route (`route`; the destination's own
@@ -97,6 +102,11 @@ export interface Snapshot {
   readonly strict: boolean
   /** Services by lower-case name. */
   readonly services: ReadonlyMap<string, ServiceRuntime>
+  /**
+   * Services by every lower-case host that names them: their name and their `hosts` aliases
+   * (the same map as {@link services} when no service has aliases).
+   */
+  readonly hosts: ReadonlyMap<string, ServiceRuntime>
   /** Destinations by lower-case key: each service (`users`) and each subset (`users/v2`). */
   readonly destinations: ReadonlyMap<string, ServiceRuntime>
   /** The compiled route table. */
@@ -340,6 +350,13 @@ export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool, even
       )
     }
   }
+  let hosts: Map<string, ServiceRuntime> = services
+  for (const [name, service] of Object.entries(config.services)) {
+    if (service.hosts.length === 0) continue
+    if (hosts === services) hosts = new Map(services)
+    const runtime = services.get(name.toLowerCase())!
+    for (const host of service.hosts) hosts.set(host.toLowerCase(), runtime)
+  }
   const routeBreakers = new Map<string, CircuitBreaker>()
   config.routes.forEach((route, i) => {
     if (route.circuitBreaker === undefined) return
@@ -368,6 +385,7 @@ export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool, even
     config,
     strict: config.strict,
     services,
+    hosts,
     destinations,
     router: new Router(config.routes),
     routeBreakers,

@@ -173,6 +173,7 @@ export function serviceStages<Req, Res>(parts: StackParts<Req, Res>): Middleware
       perEndpoint: config.concurrency?.perEndpoint,
       events,
       keyOf: parts.keyOf,
+      gatewayFailure: protocol.gatewayFailure?.bind(protocol),
     }),
     // attempt timeout: innermost before the transport, so the one timer of an attempt covers
     // exactly the network exchange, at min(deadline, perTryTimeout).

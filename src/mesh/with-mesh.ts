@@ -143,7 +143,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
     const target = parseTarget(urlOf(input))
     if (target === undefined) return fetchFn(input, init)
     const snapshot = m.snapshot
-    const own = snapshot.services.get(target.host)
+    const own = snapshot.hosts.get(target.host)
     if (snapshot.router.empty) {
       if (own === undefined || own.config.protocol !== 'http') {
         if (snapshot.strict) return Promise.reject(new UnknownServiceError(target.host))
@@ -157,7 +157,8 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
       }
       return send(own, undefined, -1, req, snapshot)
     }
-    return routed(target.host, target.path, own, snapshot, input, init)
+    // A call by one of the service's aliases (`hosts`) is routed as a call by its name.
+    return routed(own === undefined ? target.host : own.host, target.path, own, snapshot, input, init)
   }
 
   const routed = (

@@ -66,3 +66,22 @@ describe('httpClassifier', () => {
     expect(connectOnly(get, fail(netError('ECONNREFUSED')))).toBe('retryable')
   })
 })
+
+describe('any method ("*") and gateway failures', () => {
+  it('retries a POST when methods is ["*"], as Envoy retries any method', () => {
+    expect(httpClassifier(['5xx'], ['*'])(post, ok(503))).toBe('retryable')
+    expect(httpClassifier(['5xx'])(post, ok(503))).toBe('failure')
+  })
+
+  it("tells Envoy's gateway failures: 502, 503, 504, connection failures and resets, attempt timeouts", async () => {
+    const { httpProtocol } = await import('./protocol.js')
+    const gateway = (o: Parameters<NonNullable<typeof httpProtocol.gatewayFailure>>[0]) =>
+      httpProtocol.gatewayFailure!(o)
+    expect([500, 502, 503, 504, 429].map((s) => gateway(ok(s)))).toEqual([false, true, true, true, false])
+    expect(gateway(fail(netError('ECONNREFUSED')))).toBe(true)
+    expect(gateway(fail(netError('ECONNRESET')))).toBe(true)
+    expect(gateway(fail(new TimeoutError('attempt', 10)))).toBe(true)
+    expect(gateway(fail(new TimeoutError('call', 10)))).toBe(false)
+    expect(gateway(fail(new Error('boom')))).toBe(false)
+  })
+})

@@ -75,10 +75,11 @@ function codeOf(error: unknown): string | undefined {
 export const IDEMPOTENT_METHODS: readonly string[] = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
 
 /**
- * Whether a request may be sent twice: its method is in `methods` (default the idempotent ones),
- * or it carries an `Idempotency-Key` header.
+ * Whether a request may be sent twice: its method is in `methods` (default the idempotent ones;
+ * `'*'` is any method, as Envoy retries), or it carries an `Idempotency-Key` header.
  */
 export function idempotence(methods: readonly string[] = IDEMPOTENT_METHODS): (req: HttpRequest) => boolean {
+  if (methods.includes('*')) return anyMethod
   const allowed = new Set(methods.map((m) => m.toUpperCase()))
   return (req) => {
     if (allowed.has(req.method)) return true
@@ -86,6 +87,8 @@ export function idempotence(methods: readonly string[] = IDEMPOTENT_METHODS): (r
     return headers !== undefined && new Headers(headers).has('idempotency-key')
   }
 }
+
+const anyMethod = (): boolean => true
 
 /**
  * Whether sending the request twice is safe with the default methods: an idempotent method of

@@ -4,6 +4,7 @@
  * release a response that will not reach the caller.
  */
 import type { Outcome, Protocol } from '../../core/outcome.js'
+import { errorKind } from './classify.js'
 import type { HttpRequest } from './request.js'
 import { releaseResponse } from './transport.js'
 
@@ -29,5 +30,12 @@ export const httpProtocol: Protocol<HttpRequest, Response> = {
   discard(res) {
     releaseResponse(res)
     if (res.body !== null && !res.bodyUsed) res.body.cancel().catch(() => {})
+  },
+  // Envoy's gateway errors: 502, 503, 504, and the local-origin failures it maps to 503 (a
+  // connection that failed or was reset) and 504 (a timeout) when they are not counted apart.
+  gatewayFailure(outcome) {
+    if (outcome.ok) return outcome.value.status >= 502 && outcome.value.status <= 504
+    const kind = errorKind(outcome.error)
+    return kind === 'connect-failure' || kind === 'reset' || kind === 'refused-stream' || kind === 'timeout'
   },
 }

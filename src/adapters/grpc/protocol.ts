@@ -7,6 +7,7 @@
  * which meshlet does not buffer (A6 buffers it up to a limit; see docs/grpc.md), so it is never
  * retried or hedged.
  */
+import { TimeoutError } from '../../core/errors.js'
 import type { Outcome, Protocol } from '../../core/outcome.js'
 import type { GrpcMetadata } from './grpc-types.js'
 import type { GrpcRequest, GrpcResponse } from './request.js'
@@ -48,4 +49,13 @@ export const grpcProtocol: Protocol<GrpcRequest, GrpcResponse> = {
   // A unary answer is bytes in memory, and a committed stream is never discarded (it is the
   // call's answer): nothing to release.
   discard() {},
+  // Envoy counts gRPC statuses by their HTTP mapping: UNAVAILABLE is 503, DEADLINE_EXCEEDED 504;
+  // an attempt that timed out locally is a 504 too.
+  gatewayFailure(outcome) {
+    if (outcome.ok) {
+      const code = outcome.value.status?.code
+      return code === 14 || code === 4
+    }
+    return outcome.error instanceof TimeoutError && outcome.error.scope === 'attempt'
+  },
 }

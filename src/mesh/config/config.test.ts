@@ -56,6 +56,8 @@ describe('parseConfig', () => {
             { url: 'http://127.0.0.1:8081', weight: 1, labels: {}, zone: undefined },
             { url: 'http://127.0.0.1:8082', weight: 2, labels: { version: 'v2' }, zone: 'b' },
           ],
+          hosts: [],
+          authority: undefined,
           loadBalancer: 'least-request',
           hashKey: undefined,
           slowStart: undefined,
@@ -102,6 +104,8 @@ describe('parseConfig', () => {
         users: {
           protocol: 'http',
           endpoints: [{ url: 'http://10.0.0.1', weight: 1, labels: {}, zone: undefined }],
+          hosts: [],
+          authority: undefined,
           loadBalancer: 'least-request',
           hashKey: undefined,
           slowStart: undefined,
@@ -592,5 +596,43 @@ describe('load-balancing config', () => {
       'services.users.slowStart.window: expected a positive duration, got 0ms',
     ])
     expect(issuesOf(svc({ locality: { minHealthyPercent: 120 } }))).toHaveLength(1)
+  })
+})
+
+describe('service hosts (aliases)', () => {
+  it('resolves them, and refuses a host two services claim or a route on an alias', () => {
+    const ok = parseConfig({
+      services: {
+        reviews: { endpoints: ['http://10.0.0.1'], hosts: ['reviews.default', 'Reviews.Default.Svc'] },
+      },
+    })
+    expect(ok.services['reviews']?.hosts).toEqual(['reviews.default', 'Reviews.Default.Svc'])
+    expect(() =>
+      parseConfig({
+        services: {
+          reviews: { endpoints: ['http://10.0.0.1'], hosts: ['reviews.default'] },
+          ratings: { endpoints: ['http://10.0.0.2'], hosts: ['REVIEWS.default', 'reviews'] },
+        },
+        routes: [{ match: [{ host: 'reviews.default' }], route: [{ service: 'reviews' }] }],
+      }),
+    ).toThrow(
+      expect.objectContaining({
+        issues: [
+          {
+            path: 'services.ratings.hosts[0]',
+            message: 'expected a host no other service names, got "REVIEWS.default" (service "reviews")',
+          },
+          {
+            path: 'services.ratings.hosts[1]',
+            message: 'expected a host no other service names, got "reviews" (service "reviews")',
+          },
+          {
+            path: 'routes[0].match[0].host',
+            message:
+              'expected the service name "reviews", got its alias "reviews.default" (calls by an alias are matched by the service\'s name)',
+          },
+        ],
+      }),
+    )
   })
 })

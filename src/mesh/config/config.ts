@@ -100,6 +100,9 @@ const RETRY_ON = [
   '429',
 ] as const
 
+/** An HTTP method name, or `'*'` for any method. */
+const httpMethod = string({ pattern: /^([A-Za-z]+|\*)$/, expected: 'an HTTP method or "*"' })
+
 const backoff = transform(
   object({
     /**
@@ -173,14 +176,14 @@ const retry = object({
   /** The delay between tries: exponential, capped, with jitter. Default `{}` (all its defaults). */
   backoff: optional(backoff, {}).describe('The delay between tries: exponential, capped, with jitter.'),
   /**
-   * HTTP methods retried after the request may have reached the server. A request with an
-   * `Idempotency-Key` header is retried whatever its method; a refused connection always is.
-   * Default the idempotent methods of RFC 9110: GET, HEAD, OPTIONS, PUT, DELETE, TRACE.
+   * HTTP methods retried after the request may have reached the server; `'*'` is any method (as
+   * Envoy retries). A request with an `Idempotency-Key` header is retried whatever its method; a
+   * refused connection always is. Default the idempotent methods of RFC 9110: GET, HEAD,
+   * OPTIONS, PUT, DELETE, TRACE.
    */
-  methods: optional(
-    array(string({ pattern: /^[A-Za-z]+$/, expected: 'an HTTP method' })),
-    IDEMPOTENT_METHODS,
-  ).describe('HTTP methods retried after the request may have reached the server.'),
+  methods: optional(array(httpMethod), IDEMPOTENT_METHODS).describe(
+    'HTTP methods retried after the request may have reached the server; "*" for any.',
+  ),
   /**
    * gRPC services: the status codes retried (gRFC A6 `retryableStatusCodes`), which are also
    * the non-fatal codes of hedging. Default `['UNAVAILABLE']`.
@@ -290,6 +293,15 @@ const outlierDetection = object({
    */
   consecutiveFailures: optional(integer({ min: 0 }), 5).describe(
     'Eject after this many failures in a row (0: off).',
+  ),
+  /**
+   * Eject an endpoint at the gateway failure (a 502, 503 or 504 answer, a connection failure or
+   * reset, an attempt timeout; gRPC: `UNAVAILABLE`, `DEADLINE_EXCEEDED`) that makes this many in
+   * a row, counted apart from `consecutiveFailures`: any other outcome resets it (Envoy's
+   * `consecutive_gateway_failure`, Istio's `consecutiveGatewayErrors`); `0` turns it off. Default `0`.
+   */
+  consecutiveGatewayFailures: optional(integer({ min: 0 }), 0).describe(
+    'Eject after this many gateway failures (502, 503, 504, connection failures) in a row (0: off).',
   ),
   /** How often the rate-based checks run (lazily, on the next call). Default `'10s'`. */
   interval: optional(duration(), '10s').describe('How often rate-based ejection runs.'),
@@ -467,6 +479,12 @@ const locality = object({
   ),
 })
 
+// A host name as calls write it: DNS labels of letters, digits, '-' and '_', or an IPv4 address.
+const hostName = string({
+  pattern: /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/,
+  expected: 'a host name (letters, digits, ".", "-" and "_")',
+})
+
 const WEIGHT_RAMPS = ['weighted-round-robin', 'random', 'least-request', 'peak-ewma']
 
 const service = transform(
@@ -486,6 +504,24 @@ const service = transform(
      * `createMesh` (then `discovery: {}` or just `{ refresh }`). Default none (static endpoints).
      */
     discovery: optional(discovery).describe('Where to find the endpoints at run time. Default none.'),
+    /**
+     * Other host names that name this service (`['reviews.default', 'reviews.default.svc.cluster.local']`,
+     * as Kubernetes DNS names one service several ways): a call to any of them is a call to the
+     * service, and routes see it as a call to the service's own name (a route's `match.host`
+     * names the service, not an alias). Compared in lower case; each host names one service at
+     * most. Looked up in one map built at config time. Default `[]`.
+     */
+    hosts: optional(array(hostName), []).describe(
+      'Other host names that name this service (aliases); routes see the service name.',
+    ),
+    /**
+     * The authority (`Host` header) sent to the endpoints instead of each endpoint's own
+     * address, as a sidecar sends the service's name (`'reviews:9080'`). Default none: the
+     * endpoint's address.
+     */
+    authority: optional(
+      string({ pattern: /^[A-Za-z0-9._~-]+(:[0-9]{1,5})?$/, expected: 'a host, with an optional ":port"' }),
+    ).describe("The Host header sent to the endpoints instead of the endpoint's address."),
     /**
      * Named subsets of the endpoints, by label selector (`{ v2: { version: 'v2' } }`), that
      * routes can send to (Istio's DestinationRule subsets). Default `{}`.
@@ -752,9 +788,11 @@ const routeRetry = object({
   retryOn: optional(array(union(literalUnion(RETRY_ON), integer({ min: 100, max: 599 })))).describe(
     "Overrides the destination's retry.retryOn.",
   ),
-  /** Overrides the destination's `retry.methods` (a route may allow more methods). */
-  methods: optional(array(string({ pattern: /^[A-Za-z]+$/, expected: 'an HTTP method' }))).describe(
-    "Overrides the destination's retry.methods.",
+  /** Overrides the destination's `retry.methods` (a route may allow more methods; `'*'`: any). */
+  methods: optional(array(httpMethod)).describe("Overrides the destination's retry.methods."),
+  /** Overrides the destination's `retry.retryableStatusCodes` (gRPC services). */
+  retryableStatusCodes: optional(array(literalUnion(GRPC_FAILURE_STATUSES), { min: 1 })).describe(
+    "Overrides the destination's retry.retryableStatusCodes (gRPC services).",
   ),
 })
 
@@ -880,7 +918,10 @@ export type LoadBalancerName = ResolvedServiceConfig['loadBalancer']
 export function parseConfig(input: unknown): ResolvedMeshConfig {
   const issues: ConfigIssue[] = []
   const config = meshConfigSchema.parse(input, '', issues)
-  if (config !== undefined) checkReferences(config, issues)
+  if (config !== undefined) {
+    checkReferences(config, issues)
+    checkHosts(config, issues)
+  }
   if (issues.length > 0 || config === undefined) throw new ConfigInvalidError(issues)
   return deepFreeze(config)
 }
@@ -914,6 +955,40 @@ function checkReferences(config: ResolvedMeshConfig, issues: ConfigIssue[]): voi
       })
     }
     if (r.mirror) check(`routes[${i}].mirror`, r.mirror.service, r.mirror.subset)
+  })
+}
+
+/**
+ * Service host aliases: each host names one service, never another service's name, and a route
+ * matching an alias would never match (calls by an alias are matched by the service's name).
+ */
+function checkHosts(config: ResolvedMeshConfig, issues: ConfigIssue[]): void {
+  const owner = new Map<string, string>()
+  for (const name of Object.keys(config.services)) owner.set(name.toLowerCase(), name)
+  for (const [name, svc] of Object.entries(config.services)) {
+    svc.hosts.forEach((host, i) => {
+      const key = host.toLowerCase()
+      const other = owner.get(key)
+      if (other !== undefined && other !== name) {
+        issues.push({
+          path: `services.${name}.hosts[${i}]`,
+          message: `expected a host no other service names, got "${host}" (service "${other}")`,
+        })
+      } else owner.set(key, name)
+    })
+  }
+  if (owner.size === Object.keys(config.services).length) return
+  config.routes.forEach((r, i) => {
+    r.match?.forEach((m, j) => {
+      if (m.host === undefined) return
+      const svc = owner.get(m.host.toLowerCase())
+      if (svc !== undefined && svc.toLowerCase() !== m.host.toLowerCase()) {
+        issues.push({
+          path: `routes[${i}].match[${j}].host`,
+          message: `expected the service name "${svc}", got its alias "${m.host}" (calls by an alias are matched by the service's name)`,
+        })
+      }
+    })
   })
 }
 

@@ -42,24 +42,26 @@ function rule(http: string, hosts = '[reviews]') {
 }
 
 describe('fromIstio: VirtualService http rules', () => {
-  it('turns hosts into service names and a host condition, short and fully qualified', () => {
-    const { config, unsupported } = fromIstio(
-      vs(
-        indent(`hosts: [reviews.prod.svc.cluster.local]
+  it('names a service by the shortest host a call may use, the others as its hosts', () => {
+    const text = vs(
+      indent(`hosts: [reviews.prod.svc.cluster.local]
 http:
 - route:
   - destination: { host: reviews.prod.svc.cluster.local }`),
-      ),
     )
+    const { config, unsupported } = fromIstio(text, undefined, { defaults: 'meshlet', namespace: 'default' })
     expect(unsupported).toEqual([])
-    expect(config.services).toEqual({ reviews: {} })
+    expect(config.services).toEqual({
+      'reviews.prod': { hosts: ['reviews.prod.svc', 'reviews.prod.svc.cluster.local'] },
+    })
     expect(config.routes).toEqual([
-      {
-        name: 'reviews.http[0]',
-        match: [{ host: 'reviews' }, { host: 'reviews.prod.svc.cluster.local' }],
-        route: [{ service: 'reviews' }],
-      },
+      { name: 'reviews.http[0]', match: [{ host: 'reviews.prod' }], route: [{ service: 'reviews.prod' }] },
     ])
+    // From namespace prod, the bare name reaches it too.
+    const same = fromIstio(text, undefined, { defaults: 'meshlet', namespace: 'prod' })
+    expect(same.config.services).toEqual({
+      reviews: { hosts: ['reviews.prod', 'reviews.prod.svc', 'reviews.prod.svc.cluster.local'] },
+    })
   })
 
   it('translates uri, method, headers and query params, one clause per Istio match block', () => {
@@ -188,16 +190,22 @@ http:
       attempts: 4,
       perTryTimeout: '0.5s',
       retryOn: ['gateway-error', 'connect-failure', 503],
+      retryableStatusCodes: ['UNAVAILABLE'],
     })
     expect(route?.timeout).toBe('10s')
-    expect(unsupported).toEqual(['VirtualService reviews: http[0].retries.retryOn ("unavailable")'])
-    // No retryOn: Istio's own default conditions.
+    expect(unsupported).toEqual([])
+    // No retryOn: Istio's own default conditions, 503 no longer among them (istio/istio#52111).
+    expect(
+      rule(`- retries: { attempts: 2 }\n  route:\n  - destination: { host: reviews }`).route?.retry,
+    ).toEqual({
+      attempts: 3,
+      retryOn: ['connect-failure', 'refused-stream'],
+      retryableStatusCodes: ['UNAVAILABLE', 'CANCELLED'],
+    })
+    // attempts 0: retries off.
     expect(
       rule(`- retries: { attempts: 0 }\n  route:\n  - destination: { host: reviews }`).route?.retry,
-    ).toEqual({
-      attempts: 1,
-      retryOn: ['connect-failure', 'refused-stream', 503],
-    })
+    ).toEqual({ attempts: 1 })
   })
 
   it('reads Istio durations, Go style included', () => {
@@ -211,8 +219,8 @@ http:
     expect(istioDuration('')).toBeUndefined()
   })
 
-  it('translates faults with percentage.value, the legacy percent, or none (every call)', () => {
-    const { route } = rule(`- fault:
+  it('translates faults with percentage.value or the legacy percent; none injects nothing (Istio)', () => {
+    const { route, unsupported } = rule(`- fault:
     abort:
       httpStatus: 503
       percentage: { value: 0.1 }
@@ -220,24 +228,34 @@ http:
       fixedDelay: 5s
   route:
   - destination: { host: reviews }`)
-    expect(route?.fault).toEqual({
-      abort: { percent: 0.1, status: 503 },
-      delay: { percent: 100, duration: '5s' },
-    })
+    expect(route?.fault).toEqual({ abort: { percent: 0.1, status: 503 } })
+    expect(unsupported).toEqual([
+      'VirtualService reviews: http[0].fault.delay (no percentage: Istio delays no call, nor does meshlet)',
+    ])
     const legacy = rule(`- fault:
     abort: { httpStatus: 500, percent: 50 }
     delay: { fixedDelay: 7s, percent: 10 }
   route:
   - destination: { host: reviews }`)
-    expect(legacy.route?.fault).toEqual({
-      abort: { percent: 50, status: 500 },
-      delay: { percent: 10, duration: '7s' },
-    })
+    // pilot reads the legacy integer for delays only: that abort aborts nothing.
+    expect(legacy.route?.fault).toEqual({ delay: { percent: 10, duration: '7s' } })
+    expect(legacy.unsupported).toEqual([
+      'VirtualService reviews: http[0].fault.abort.percent (deprecated: Istio reads it for delays only, use percentage)',
+      'VirtualService reviews: http[0].fault.abort (no percentage: Istio aborts no call, nor does meshlet)',
+    ])
     const grpc = rule(`- fault:
-    abort: { grpcStatus: UNAVAILABLE }
+    abort: { grpcStatus: UNAVAILABLE, percentage: { value: 100 } }
   route:
   - destination: { host: reviews }`)
     expect(grpc.route?.fault).toEqual({ abort: { percent: 100, grpcStatus: 14 } })
+    const none = rule(`- fault:
+    abort: { grpcStatus: UNAVAILABLE }
+  route:
+  - destination: { host: reviews }`)
+    expect(none.route?.fault).toBeUndefined()
+    expect(none.unsupported).toEqual([
+      'VirtualService reviews: http[0].fault.abort (no percentage: Istio aborts no call, nor does meshlet)',
+    ])
   })
 
   it('translates mirror and its percentage, header changes and rewrites', () => {
@@ -278,7 +296,7 @@ http:
     attempts: 2
     retryRemoteLocalities: true
   fault:
-    delay: { exponentialDelay: 1s }
+    delay: { fixedDelay: 1s, someFutureField: 2 }
   route:
   - destination: { host: reviews, port: { number: 9080 } }`)
     expect(route?.route).toEqual([{ service: 'reviews' }])
@@ -288,8 +306,8 @@ http:
         'VirtualService reviews: http[0].corsPolicy (a browser policy, not a client one)',
         'VirtualService reviews: http[0].someFutureField',
         'VirtualService reviews: http[0].retries.retryRemoteLocalities',
-        'VirtualService reviews: http[0].fault.delay.exponentialDelay',
-        'VirtualService reviews: http[0].route[0].destination.port (ignored: an endpoint URL carries its port)',
+        'VirtualService reviews: http[0].fault.delay (no percentage: Istio delays no call, nor does meshlet)',
+        'VirtualService reviews: http[0].fault.delay.someFutureField',
       ].sort(),
     )
   })
@@ -337,10 +355,13 @@ subsets:
   labels: { version: v1, track: stable }`),
       ),
     )
-    expect(unsupported).toEqual([])
-    expect(config.services['reviews']).toEqual({
+    expect(unsupported).toEqual([
+      'DestinationRule reviews: trafficPolicy.connectionPool.http.http1MaxPendingRequests (no effect: http2MaxRequests answers at once first)',
+    ])
+    expect(config.services['reviews.prod']).toEqual({
+      hosts: ['reviews.prod.svc', 'reviews.prod.svc.cluster.local'],
       loadBalancer: 'round-robin',
-      concurrency: { max: 100, queue: 10, queueTimeout: 2_147_483_647 },
+      concurrency: { max: 100, queue: 0 },
       outlierDetection: {
         successRateEjection: { enforcementPercentage: 0 },
         panicThreshold: 0,
@@ -350,10 +371,19 @@ subsets:
         maxEjectionPercent: 50,
       },
       subsets: { v1: { version: 'v1', track: 'stable' } },
+      timeout: 0,
+      retry: {
+        attempts: 3,
+        retryOn: ['connect-failure', 'refused-stream'],
+        retryableStatusCodes: ['UNAVAILABLE', 'CANCELLED'],
+        methods: ['*'],
+        backoff: { base: '25ms', max: '250ms' },
+        budget: { kind: 'none' },
+      },
     })
   })
 
-  it('maps LEAST_REQUEST and RANDOM, caps concurrency by connections, keeps the gateway-error count', () => {
+  it('maps RANDOM, queues over maxConnections as Envoy pends, keeps the gateway-error count apart', () => {
     const { config } = fromIstio(
       dr(
         indent(`host: ratings
@@ -369,14 +399,19 @@ trafficPolicy:
     expect(config.services['ratings']).toMatchObject({
       loadBalancer: 'random',
       concurrency: { max: 1, queue: 1 },
-      outlierDetection: { consecutiveFailures: 3, panicThreshold: 20 },
+      outlierDetection: { consecutiveFailures: 5, consecutiveGatewayFailures: 3, panicThreshold: 20 },
     })
   })
 
   it('hashes on a header, a cookie or a query parameter with ring-hash', () => {
     const hashed = (key: string) =>
-      fromIstio(dr(indent(`host: reviews\ntrafficPolicy:\n  loadBalancer:\n    consistentHash: ${key}`)))
+      fromIstio(
+        dr(indent(`host: reviews\ntrafficPolicy:\n  loadBalancer:\n    consistentHash: ${key}`)),
+        undefined,
+        { defaults: 'meshlet' },
+      )
     expect(hashed('{ httpHeaderName: X-User }').config.services['reviews']).toEqual({
+      hosts: ['reviews.default', 'reviews.default.svc', 'reviews.default.svc.cluster.local'],
       loadBalancer: 'ring-hash',
       hashKey: { header: 'x-user' },
     })
@@ -454,7 +489,7 @@ spec: {}
     const { config, unsupported } = fromIstio(list)
     expect(config.routes).toHaveLength(1)
     expect(unsupported).toEqual([
-      'Gateway gw (only VirtualService and DestinationRule are translated)',
+      'Gateway gw (only VirtualService, DestinationRule and ServiceEntry are translated)',
       'VirtualService future (apiVersion "networking.istio.io/v2" is not networking.istio.io v1, v1beta1 or v1alpha3)',
     ])
   })

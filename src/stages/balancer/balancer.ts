@@ -63,6 +63,12 @@ export interface BalancerOptions<Req = unknown, Res = unknown> {
    * it has none (the pick is then random). Default none: no key.
    */
   readonly keyOf?: ((req: Req) => string | undefined) | undefined
+  /**
+   * Whether an attempt's outcome is a gateway failure, for outlier detection's
+   * `consecutiveGatewayFailures` (the protocol's `gatewayFailure`). Asked only when `health`
+   * counts gateway failures. Default none: no outcome is one.
+   */
+  readonly gatewayFailure?: ((outcome: Outcome<Res>) => boolean) | undefined
 }
 
 /** The per-stage, reused {@link PickInput}. */
@@ -218,7 +224,7 @@ function guardedBalancer<Req, Res>(
   options: BalancerOptions<Req, Res>,
   perEndpoint: number,
 ): Middleware<Req, Res> {
-  const { endpoints, strategy, service, health, classify, probe, events, keyOf } = options
+  const { endpoints, strategy, service, health, classify, probe, events, keyOf, gatewayFailure } = options
   const timed = strategy.timed === true
   const observe = strategy.observe?.bind(strategy)
   const input: MutablePickInput = { now: 0, key: undefined, all: endpoints }
@@ -243,6 +249,20 @@ function guardedBalancer<Req, Res>(
     }
   }
   const recorder = health !== undefined && classify !== undefined && health.passive ? health : undefined
+  const gateway = (ok: boolean, result: unknown): boolean => {
+    if (gatewayFailure === undefined || !recorder!.countsGateway) return false
+    try {
+      if (ok) {
+        okOutcome.value = result
+        return gatewayFailure(okOutcome as Outcome<Res>)
+      }
+      errorOutcome.error = result
+      return gatewayFailure(errorOutcome)
+    } finally {
+      okOutcome.value = undefined
+      errorOutcome.error = undefined
+    }
+  }
   // What an attempt does when it settles: its endpoint's in-flight count back, its latency to a
   // strategy that observes, and its verdict to passive health (outlier detection): `verdict` when
   // the scope's owner judged with this same classifier (D34), else judged here.
@@ -258,7 +278,17 @@ function guardedBalancer<Req, Res>(
     chosen.pending--
     const end = ctx.clock.now()
     observe?.(chosen, end - sent, end)
-    recorder?.record(chosen, verdict ?? judge(req, ok, result), end, ctx.random, events)
+    if (recorder !== undefined) {
+      const v = verdict ?? judge(req, ok, result)
+      recorder.record(
+        chosen,
+        v,
+        end,
+        ctx.random,
+        events,
+        v !== 'success' && v !== 'ignored' && gateway(ok, result),
+      )
+    }
   }
   const exit: ExitHook =
     recorder === undefined && observe === undefined

@@ -39,6 +39,8 @@ export class EndpointHealthState {
   multiplier = 0
   /** Failures in a row (consecutive-failure ejection); a success resets it. */
   consecutiveFailures = 0
+  /** Gateway failures in a row (`consecutiveGatewayFailures`); any other outcome resets it. */
+  consecutiveGatewayFailures = 0
   /** Successes in the current interval (rate-based ejection). */
   successes = 0
   /** Failures in the current interval (rate-based ejection). */
@@ -59,6 +61,7 @@ export class EndpointHealthState {
     this.unejectedAt = Number.NEGATIVE_INFINITY
     this.multiplier = 0
     this.consecutiveFailures = 0
+    this.consecutiveGatewayFailures = 0
     this.successes = 0
     this.failures = 0
     this.checkedHealthy = true

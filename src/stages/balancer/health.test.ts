@@ -27,6 +27,58 @@ function feed(h: EndpointHealth, e: Endpoint, verdict: Verdict, count: number, n
   for (let i = 0; i < count; i++) h.record(e, verdict, now, random, events)
 }
 
+describe('consecutive gateway failures (Envoy consecutive_gateway_failure)', () => {
+  it('ejects at the gateway failure that crosses its own threshold, reason consecutive-gateway-failures', () => {
+    const eps = endpoints(3)
+    const events = new Events()
+    const seen = recorder(events)
+    const h = new EndpointHealth('s', eps, {
+      outlierDetection: od({
+        consecutiveFailures: 0,
+        consecutiveGatewayFailures: 3,
+        maxEjectionPercent: 100,
+      }),
+    })
+    expect(h.countsGateway).toBe(true)
+    for (let i = 0; i < 2; i++) h.record(eps[1]!, 'failure', 0, random, events, true)
+    expect(eps[1]!.health.ejected).toBe(false)
+    h.record(eps[1]!, 'retryable', 0, random, events, true)
+    expect(eps[1]!.health.ejected).toBe(true)
+    expect(seen).toEqual([
+      ['ejection', { service: 's', endpoint: 'e1', reason: 'consecutive-gateway-failures', until: 30_000 }],
+    ])
+  })
+
+  it('a failure that is no gateway failure resets its count but not the 5xx count; a success resets both', () => {
+    const eps = endpoints(3)
+    const h = new EndpointHealth('s', eps, {
+      outlierDetection: od({
+        consecutiveFailures: 4,
+        consecutiveGatewayFailures: 2,
+        maxEjectionPercent: 100,
+      }),
+    })
+    h.record(eps[0]!, 'failure', 0, random, undefined, true)
+    h.record(eps[0]!, 'failure', 0, random, undefined, false) // a 500: gateway count back to 0
+    h.record(eps[0]!, 'failure', 0, random, undefined, true)
+    expect(eps[0]!.health.ejected).toBe(false)
+    expect(eps[0]!.health.consecutiveFailures).toBe(3)
+    h.record(eps[0]!, 'success', 0, random)
+    expect([eps[0]!.health.consecutiveFailures, eps[0]!.health.consecutiveGatewayFailures]).toEqual([0, 0])
+    // The 5xx count, which gateway failures feed too, trips on its own.
+    for (let i = 0; i < 4; i++) h.record(eps[2]!, 'failure', 0, random, undefined, i % 2 === 0)
+    expect(eps[2]!.health.ejected).toBe(true)
+  })
+
+  it('is off by default and at 0', () => {
+    const eps = endpoints(3)
+    const h = new EndpointHealth('s', eps, { outlierDetection: od({ consecutiveFailures: 0 }) })
+    expect(h.countsGateway).toBe(false)
+    for (let i = 0; i < 20; i++) h.record(eps[0]!, 'failure', 0, random, undefined, true)
+    expect(eps[0]!.health.ejected).toBe(false)
+  })
+})
+
 describe('consecutive failures', () => {
   it('ejects at the failure that crosses the threshold, and not before', () => {
     const eps = endpoints(3)

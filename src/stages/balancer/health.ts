@@ -107,6 +107,7 @@ export class EndpointHealth {
         s.ejected = false
         s.multiplier = 0
         s.consecutiveFailures = 0
+        s.consecutiveGatewayFailures = 0
       }
       if (s.ejected) {
         this.#ejected.push(e)
@@ -173,12 +174,26 @@ export class EndpointHealth {
     return list.length * 100 < this.#panicThreshold * endpoints.length ? endpoints : list
   }
 
+  /** Whether outlier detection counts gateway failures apart, so {@link record} needs to be told of them. */
+  get countsGateway(): boolean {
+    return (this.#od?.consecutiveGatewayFailures ?? 0) > 0
+  }
+
   /**
    * Takes the verdict of one attempt on `endpoint`, which finished at `now`. `success` and the
    * failures (`retryable`, `failure`) count; `ignored` does not. The failure that makes
-   * `consecutiveFailures` in a row ejects the endpoint at once, within `maxEjectionPercent`.
+   * `consecutiveFailures` in a row ejects the endpoint at once, within `maxEjectionPercent`;
+   * so does the failure that makes `consecutiveGatewayFailures` gateway failures (`gateway`) in
+   * a row, a count that any other outcome resets (Envoy's `consecutive_gateway_failure`).
    */
-  record(endpoint: Endpoint, verdict: Verdict, now: number, random: Random, events?: Events): void {
+  record(
+    endpoint: Endpoint,
+    verdict: Verdict,
+    now: number,
+    random: Random,
+    events?: Events,
+    gateway = false,
+  ): void {
     const od = this.#od
     const s = endpoint.health
     if (verdict === 'ignored' || od === undefined || s.owner !== this) return
@@ -186,16 +201,25 @@ export class EndpointHealth {
     if (verdict === 'success') {
       s.successes++
       s.consecutiveFailures = 0
+      s.consecutiveGatewayFailures = 0
       return
     }
     s.failures++
     const threshold = od.consecutiveFailures
+    let reason: EjectionReason | undefined
     if (threshold > 0 && !s.ejected && ++s.consecutiveFailures >= threshold) {
       // Envoy resets the count whether or not the cap let the ejection happen.
       s.consecutiveFailures = 0
-      if (mayEject(this.#ejected.length, this.#endpoints.length, od.maxEjectionPercent))
-        this.#eject(endpoint, now, 'consecutive-failures', events)
+      reason = 'consecutive-failures'
     }
+    const gatewayThreshold = od.consecutiveGatewayFailures ?? 0
+    if (!gateway) s.consecutiveGatewayFailures = 0
+    else if (gatewayThreshold > 0 && !s.ejected && ++s.consecutiveGatewayFailures >= gatewayThreshold) {
+      s.consecutiveGatewayFailures = 0
+      reason ??= 'consecutive-gateway-failures'
+    }
+    if (reason !== undefined && mayEject(this.#ejected.length, this.#endpoints.length, od.maxEjectionPercent))
+      this.#eject(endpoint, now, reason, events)
   }
 
   /** Whether active health checks are configured and not running yet (the balancer starts them). */
@@ -373,6 +397,7 @@ export class EndpointHealth {
     s.multiplier = nextMultiplier(s.multiplier, od.baseEjectionTime, od.maxEjectionTime)
     s.ejectedUntil = at + ejectionTime(od.baseEjectionTime, od.maxEjectionTime, s.multiplier)
     s.consecutiveFailures = 0
+    s.consecutiveGatewayFailures = 0
     this.#ejected.push(endpoint)
     if (s.ejectedUntil < this.#nextUneject) this.#nextUneject = s.ejectedUntil
     if (s.ejectedUntil < this.#nextCheck) this.#nextCheck = s.ejectedUntil
@@ -399,6 +424,7 @@ export class EndpointHealth {
         s.unejectedAt = s.ejectedUntil
         // Envoy: a fresh start, so that a few new failures do not eject it again at once.
         s.consecutiveFailures = 0
+        s.consecutiveGatewayFailures = 0
         this.#dirty = true
         if (s.checkedHealthy) this.#emitEnd(e, events)
       } else {

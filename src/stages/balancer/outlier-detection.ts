@@ -34,6 +34,12 @@ export interface FailurePercentageEjectionOptions {
 export interface OutlierDetectionOptions {
   /** Eject at the failure that makes this many in a row (Envoy's `consecutive_5xx`); `0`: off. Default `5`. */
   readonly consecutiveFailures: number
+  /**
+   * Eject at the gateway failure (502, 503, 504, a connection failure, an attempt timeout) that
+   * makes this many in a row, counted apart: any other outcome resets it (Envoy's
+   * `consecutive_gateway_failure`); `0`: off. Default `0`.
+   */
+  readonly consecutiveGatewayFailures?: number | undefined
   /** How often the rate-based checks run (lazily, on the next call). Default `10000` (10 s). */
   readonly interval: number
   /** Ejection time, multiplied by the times ejected, up to `maxEjectionTime`. Default `30000`. */
@@ -53,6 +59,7 @@ export interface OutlierDetectionOptions {
 /** The defaults of {@link OutlierDetectionOptions}, as in the config schema. */
 export const OUTLIER_DETECTION_DEFAULTS: OutlierDetectionOptions = Object.freeze({
   consecutiveFailures: 5,
+  consecutiveGatewayFailures: 0,
   interval: 10_000,
   baseEjectionTime: 30_000,
   maxEjectionTime: 300_000,
