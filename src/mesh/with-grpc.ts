@@ -18,6 +18,11 @@ import { MeshCall, type MeshCallSite } from '../adapters/grpc/call.js'
 import { MeshChannel } from '../adapters/grpc/channel.js'
 import { GrpcChannelPool } from '../adapters/grpc/channels.js'
 import { DEFAULT_GRPC_RETRYABLE_STATUS_CODES, grpcClassifier } from '../adapters/grpc/classify.js'
+import {
+  type EndpointChannelSettings,
+  endpointChannelSettings,
+  settingsKey,
+} from '../adapters/grpc/client-channel.js'
 import type {
   GrpcChannel,
   GrpcClientLike,
@@ -51,12 +56,19 @@ import { buildStack } from './stack.js'
 /** Options of {@link withMeshGrpc}. */
 export interface WithMeshGrpcOptions {
   /**
-   * Channel credentials of the endpoint channels (`grpc.credentials.createSsl(...)`). Default
-   * `credentials.createInsecure()`. Clients wrapped with the same credentials object (or none)
-   * share the mesh's channel to each endpoint.
+   * Channel credentials of the endpoint channels, in place of the client's own
+   * (`grpc.credentials.createSsl(...)`). Default: the credentials the client was made with
+   * (read from its channel; decision D36). A client whose channel meshlet cannot read (a
+   * `channelOverride`, a `channelFactoryOverride`) must be given them, else `withMesh` throws
+   * `CredentialsUnavailableError` rather than send its calls with other credentials.
    */
   readonly credentials?: object
-  /** grpc-js channel options of the endpoint channels. Default `{}`. */
+  /**
+   * grpc-js channel options of the endpoint channels, over the client's own (key by key; these
+   * win). Default `{}`: the client's options alone, plus `grpc.default_authority` and (with
+   * secure credentials) `grpc.ssl_target_name_override` derived from the client's target when
+   * it did not set them (see docs/grpc.md).
+   */
   readonly channelOptions?: Readonly<Record<string, unknown>>
   /**
    * Whether unary methods run on meshlet's own unary call layer (the steps of grpc-js's
@@ -90,8 +102,10 @@ interface PoolTransport {
 class GrpcMeshRuntime {
   readonly mesh: Mesh
   readonly #pools = new Map<string, PoolTransport>()
-  readonly #credentialIds = new WeakMap<object, number>()
-  #nextCredentialId = 1
+  readonly #ids = new WeakMap<object, number>()
+  /** Credentials of distinct pools, each unlike (`_equals`) the others. */
+  readonly #credentials: object[] = []
+  #nextId = 1
 
   constructor(mesh: Mesh) {
     this.mesh = mesh
@@ -101,22 +115,20 @@ class GrpcMeshRuntime {
     })
   }
 
-  /** The pool (and its transport) for these options. */
-  pool(options: WithMeshGrpcOptions): PoolTransport {
-    let id = 0
-    if (options.credentials !== undefined) {
-      id = this.#credentialIds.get(options.credentials) ?? 0
-      if (id === 0) {
-        id = this.#nextCredentialId++
-        this.#credentialIds.set(options.credentials, id)
-      }
-    }
-    const key = `${id}\u0000${JSON.stringify(options.channelOptions ?? {})}`
+  /**
+   * The pool (and its transport) for these endpoint channel settings: clients with equal
+   * settings (same credentials and `Channel` class by identity, equal options) share it.
+   */
+  pool(settings: EndpointChannelSettings): PoolTransport {
+    const key = settingsKey(settings, (o) =>
+      o === settings.credentials ? this.#credentialsId(o) : this.#idOf(o),
+    )
     let entry = this.#pools.get(key)
     if (entry === undefined) {
       const pool = new GrpcChannelPool({
-        credentials: options.credentials,
-        channelOptions: options.channelOptions,
+        credentials: settings.credentials,
+        channelOptions: settings.options,
+        Channel: settings.Channel,
       })
       entry = {
         pool,
@@ -127,6 +139,38 @@ class GrpcMeshRuntime {
       this.#pools.set(key, entry)
     }
     return entry
+  }
+
+  /**
+   * A number for channel credentials, the same for credentials grpc-js calls equal
+   * (`ChannelCredentials._equals`: every insecure one, TLS ones with the same secure context and
+   * verify options), as grpc-js's own subchannel pool shares connections between them.
+   */
+  #credentialsId(c: object): number {
+    const known = this.#ids.get(c)
+    if (known !== undefined) return known
+    const equals = (c as { _equals?: (other: object) => boolean })._equals
+    if (typeof equals === 'function') {
+      for (const other of this.#credentials) {
+        if (equals.call(c, other)) {
+          const id = this.#idOf(other)
+          this.#ids.set(c, id)
+          return id
+        }
+      }
+    }
+    this.#credentials.push(c)
+    return this.#idOf(c)
+  }
+
+  /** A number for an object, the same for the same object while it lives. */
+  #idOf(o: object): number {
+    let id = this.#ids.get(o)
+    if (id === undefined) {
+      id = this.#nextId++
+      this.#ids.set(o, id)
+    }
+    return id
   }
 
   /** Retires the channels of endpoints the new configuration no longer lists. */
@@ -426,8 +470,10 @@ export function withMeshGrpc<C extends GrpcClientLike>(
   if (slot === undefined) {
     throw new TypeError('withMesh: this client does not hold its channel as @grpc/grpc-js 1.x clients do')
   }
+  // Read before the mesh is made: a client that cannot keep its credentials is refused first.
+  const settings = endpointChannelSettings(original, original.getTarget(), options)
   const m = isMesh(mesh) ? mesh : createMesh(mesh)
-  const pt = runtimeOf(m).pool(options)
+  const pt = runtimeOf(m).pool(settings)
   const service = serviceOfTarget(original.getTarget())
   const kinds = methodKinds(client)
 
