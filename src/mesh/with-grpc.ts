@@ -79,7 +79,7 @@ export interface WithMeshGrpcOptions {
   readonly directUnary?: boolean
 }
 
-/** Where a call goes: the destination's service and the handler its calls run. */
+/** Where a call goes: the destination's service and the handler calls of its kind run. */
 interface Destination {
   readonly svc: ServiceRuntime
   readonly handler: Handler<GrpcRequest, GrpcResponse>
@@ -95,7 +95,11 @@ interface PoolTransport {
    * rather than per call, and forgotten when the configuration changes.
    */
   readonly own: Map<string, Destination | undefined>
+  /** As {@link own}, for streaming calls (whose stacks have the service's `streamTimeout`). */
+  readonly ownStreams: Map<string, Destination | undefined>
   ownSnapshot: Snapshot | undefined
+  /** The key of the stacks of streaming calls over this pool (see {@link grpcStack}). */
+  readonly streams: object
 }
 
 /** The gRPC side of one mesh: its channel pools, kept in step with its configuration. */
@@ -134,7 +138,9 @@ class GrpcMeshRuntime {
         pool,
         transport: grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig }),
         own: new Map(),
+        ownStreams: new Map(),
         ownSnapshot: undefined,
+        streams: {},
       }
       this.#pools.set(key, entry)
     }
@@ -182,6 +188,7 @@ class GrpcMeshRuntime {
     for (const pt of this.#pools.values()) {
       pt.pool.retain(addresses)
       pt.own.clear()
+      pt.ownStreams.clear()
       pt.ownSnapshot = undefined
     }
   }
@@ -206,7 +213,8 @@ function retryableStatusCodesOf(config: ResolvedServiceConfig): readonly (string
 
 /**
  * The handler a call of a gRPC destination (through `route`, when one matched) runs over `pt`:
- * its stack behind {@link callRunner}, built once per snapshot.
+ * its stack behind {@link callRunner}, built once per snapshot. Streaming calls have a stack of
+ * their own, whose deadline is the service's `streamTimeout` rather than its `timeout` (D37).
  */
 function grpcStack(
   svc: ServiceRuntime,
@@ -214,11 +222,13 @@ function grpcStack(
   breaker: CircuitBreaker | undefined,
   m: Mesh,
   pt: PoolTransport,
+  streaming: boolean,
 ): Handler<GrpcRequest, GrpcResponse> {
   const key = route ?? NO_ROUTE
+  const by = streaming ? pt.streams : pt
   return (
-    svc.cached<GrpcRequest, GrpcResponse>(pt, key) ??
-    svc.handler(pt, key, () => callRunner(buildGrpcStack(svc, route, breaker, m, pt)))
+    svc.cached<GrpcRequest, GrpcResponse>(by, key) ??
+    svc.handler(by, key, () => callRunner(buildGrpcStack(svc, route, breaker, m, pt, streaming)))
   )
 }
 
@@ -261,8 +271,11 @@ function buildGrpcStack(
   breaker: CircuitBreaker | undefined,
   m: Mesh,
   pt: PoolTransport,
+  streaming: boolean,
 ): Handler<GrpcRequest, GrpcResponse> {
-  const config = effectiveConfig(svc.config, route)
+  const routed = effectiveConfig(svc.config, route)
+  // A stream's deadline is `streamTimeout` (default none), never the unary `timeout` (D37).
+  const config = streaming ? { ...routed, timeout: svc.config.streamTimeout ?? 0 } : routed
   const f = route?.fault
   const faultStage =
     f && (f.abort || f.delay)
@@ -348,11 +361,11 @@ function destinationOf(
       const breaker = route.circuitBreaker
         ? snapshot.routeBreakers.get(`${dest.name}#${index}`)
         : dest.breaker
-      return { svc: dest, handler: grpcStack(dest, route, breaker, m, pt) }
+      return { svc: dest, handler: grpcStack(dest, route, breaker, m, pt, call.kind !== 'unary') }
     }
   }
   if (own === undefined || own.config.protocol !== 'grpc') return undefined
-  return { svc: own, handler: grpcStack(own, undefined, own.breaker, m, pt) }
+  return { svc: own, handler: grpcStack(own, undefined, own.breaker, m, pt, call.kind !== 'unary') }
 }
 
 /** The caller's deadline (wall clock: a `Date` or epoch ms) on `clock`'s timeline. */
@@ -486,12 +499,14 @@ export function withMeshGrpc<C extends GrpcClientLike>(
         // Every call goes to the target's own service: look it up once per snapshot.
         if (pt.ownSnapshot !== snapshot) {
           pt.own.clear()
+          pt.ownStreams.clear()
           pt.ownSnapshot = snapshot
         }
-        dest = pt.own.get(target)
-        if (dest === undefined && !pt.own.has(target)) {
+        const own = call.kind === 'unary' ? pt.own : pt.ownStreams
+        dest = own.get(target)
+        if (dest === undefined && !own.has(target)) {
           dest = destinationOf(snapshot, target, call, m, pt)
-          pt.own.set(target, dest)
+          own.set(target, dest)
         }
       } else {
         dest = destinationOf(snapshot, target, call, m, pt, call.routed as RouteDecision | undefined)

@@ -24,6 +24,7 @@ describe('fromGrpcServiceConfig', () => {
     expect(t.service).toEqual({
       protocol: 'grpc',
       timeout: 2500,
+      streamTimeout: 2500,
       propagateDeadline: true,
       retry: { attempts: 4, backoff: { base: 100, max: 1000 }, budget: { kind: 'none' } },
     })

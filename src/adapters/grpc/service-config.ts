@@ -13,7 +13,8 @@
  *   `hedge.delay` (absent: 0), `nonFatalStatusCodes` -> `retry.retryableStatusCodes` (the one
  *   classifier: A6 allows a retry or a hedging policy per method, never both), and
  *   `retry.attempts: 1`, since A6 makes no retry after all hedges failed.
- * - `timeout` -> `timeout` with `propagateDeadline: true` (grpc-js sends a method config's
+ * - `timeout` -> `timeout` and `streamTimeout` (grpc-js applies a method config's timeout to
+ *   streaming calls too, D37) with `propagateDeadline: true` (grpc-js sends a method config's
  *   timeout as `grpc-timeout`; meshlet's own timeouts stay local otherwise, D27); `retryThrottling` -> `retry.budget` of kind `throttling`; without it,
  *   `retry.budget.kind: 'none'`, since grpc-js limits retries by nothing else.
  * - `loadBalancingConfig` (or the older `loadBalancingPolicy`): the first policy meshlet has,
@@ -39,6 +40,8 @@ export interface GrpcServiceConfigPatch {
   protocol: 'grpc'
   /** The whole call's deadline, ms. */
   timeout?: number
+  /** The same deadline for streaming calls, ms (D37). */
+  streamTimeout?: number
   /** `true` with a `timeout`: grpc-js sends a method config's timeout as `grpc-timeout`, so meshlet does too (D27). */
   propagateDeadline?: true
   loadBalancer?: 'round-robin' | 'least-request'
@@ -313,6 +316,7 @@ function translateMethodConfig(
       unsupported.push(`${path}.timeout: invalid duration ${JSON.stringify(entry.timeout)}`)
     else {
       service.timeout = ms
+      service.streamTimeout = ms
       service.propagateDeadline = true
     }
   }
