@@ -112,10 +112,7 @@ export async function startInteropServer(options: InteropServerOptions = {}): Pr
       cb(null, {})
     },
     UnaryCall(
-      call: grpc.ServerUnaryCall<
-        { response_size: number; response_status?: EchoStatus | null },
-        unknown
-      >,
+      call: grpc.ServerUnaryCall<{ response_size: number; response_status?: EchoStatus | null }, unknown>,
       cb: grpc.sendUnaryData<unknown>,
     ) {
       track('UnaryCall', call)
@@ -332,14 +329,56 @@ export function makeCertificates(names: readonly string[]): TestCertificates {
   try {
     const f = (n: string) => join(dir, n)
     const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' })
-    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'),
-      '-days', '1', '-subj', '/CN=meshlet test CA')
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'),
-      '-subj', `/CN=${names[0]}`)
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      f('ca.key'),
+      '-out',
+      f('ca.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=meshlet test CA',
+    )
+    openssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      f('server.key'),
+      '-out',
+      f('server.csr'),
+      '-subj',
+      `/CN=${names[0]}`,
+    )
     writeFileSync(f('ext.cnf'), `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\n`)
-    openssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
-      '-CAcreateserial', '-out', f('server.pem'), '-days', '1', '-extfile', f('ext.cnf'))
-    return { ca: readFileSync(f('ca.pem')), key: readFileSync(f('server.key')), cert: readFileSync(f('server.pem')) }
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      f('server.csr'),
+      '-CA',
+      f('ca.pem'),
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      f('server.pem'),
+      '-days',
+      '1',
+      '-extfile',
+      f('ext.cnf'),
+    )
+    return {
+      ca: readFileSync(f('ca.pem')),
+      key: readFileSync(f('server.key')),
+      cert: readFileSync(f('server.pem')),
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
