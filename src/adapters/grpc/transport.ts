@@ -169,8 +169,6 @@ function attempt(
     return Promise.resolve(unsent(String(error instanceof Error ? error.message : error), n, io.metadata))
   }
   const run = new AttemptListener(pool, entry, io, raw, n, kind !== 'unary', ctx.cancel)
-  run.metadata = metadata
-  run.unaryRequest = kind === 'unary' || kind === 'server-stream'
   return new Promise<GrpcResponse>((resolve, reject) => {
     run.resolve = resolve
     run.reject = reject
@@ -179,8 +177,8 @@ function attempt(
     // A streaming attempt starts on a later microtask: a caller that cancels the stream right
     // after opening it (grpc's cancel_after_begin) cancels an attempt never started, which
     // never reaches the server (D38). Unary calls start at once (the hot path).
-    if (run.streaming) queueMicrotask(() => run.begin())
-    else run.begin()
+    if (kind === 'unary') run.begin(metadata, true)
+    else queueMicrotask(() => run.begin(metadata, kind === 'server-stream'))
   })
 }
 
@@ -210,10 +208,6 @@ class AttemptListener implements GrpcCallListener {
   #onAbort: ((reason: unknown) => void) | undefined = undefined
   settled = false
   started = false
-  /** The metadata the attempt starts with. */
-  metadata: GrpcMetadata | undefined = undefined
-  /** Whether the request is one message, sent at once (unary and server streaming). */
-  unaryRequest = false
   #headers: GrpcMetadata | undefined = undefined
   #message: Buffer | undefined = undefined
   #committed = false
@@ -235,14 +229,18 @@ class AttemptListener implements GrpcCallListener {
     this.cancel.listen(onAbort)
   }
 
-  /** Starts the call on its channel, unless the attempt was cancelled first (then it never starts). */
-  begin(): void {
+  /**
+   * Starts the call on its channel with `metadata`, then sends the request when it is one
+   * message (`oneMessage`: unary and server streaming); unless the attempt was cancelled first
+   * (then it never starts).
+   */
+  begin(metadata: GrpcMetadata, oneMessage: boolean): void {
     if (this.settled) return
     this.started = true
     const { raw, io } = this
-    raw.start(this.metadata!, this)
+    raw.start(metadata, this)
     if (this.streaming) io.attach(raw)
-    if (this.unaryRequest) {
+    if (oneMessage) {
       const msg = io.message
       if (msg !== undefined) raw.sendMessageWithContext(NO_CONTEXT, msg)
       raw.halfClose()
