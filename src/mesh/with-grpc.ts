@@ -456,7 +456,11 @@ function unaryDefinitions(client: object): Map<unknown, UnaryMethodDefinition> {
  *
  * `mesh` may be a config (a mesh is then created). Each endpoint gets its own channel from the
  * mesh, created on first use and closed when the endpoint leaves the config or the mesh closes;
- * `client.close()` closes only the client's own channel.
+ * `client.close()` closes only the client's own channel. Endpoint channels are built with the
+ * client's own channel credentials and options, and announce and authenticate the client's
+ * target (D36; `options` may override); a client whose channel cannot be read throws
+ * `CredentialsUnavailableError` unless `options.credentials` is given. Streaming calls take the
+ * service's `streamTimeout` (default none), not its `timeout` (D37).
  *
  * @example
  * ```ts
