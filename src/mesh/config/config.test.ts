@@ -59,6 +59,7 @@ describe('parseConfig', () => {
           loadBalancer: 'least-request',
           hashKey: undefined,
           slowStart: undefined,
+          streamTimeout: undefined,
           locality: undefined,
           timeout: 2000,
           retry: {
@@ -105,6 +106,7 @@ describe('parseConfig', () => {
           loadBalancer: 'least-request',
           hashKey: undefined,
           slowStart: undefined,
+          streamTimeout: undefined,
           locality: undefined,
           timeout: 15_000,
           retry: {
