@@ -441,9 +441,18 @@ describe.each<Mode>(['bare', 'meshed'])('interop cases (%s client)', (mode) => {
   it('TLS: a certificate that does not name the service is refused', async () => {
     // Its CA is trusted: only the name can fail.
     const c = client(mode, 'wrong-name', {}, grpc.credentials.createSsl(otherCa))
+    const before = wrongName.calls.EmptyCall ?? 0
     const u = await unary(c, 'EmptyCall', {})
     expect(u.status.code).toBe(grpc.status.UNAVAILABLE)
-    expect(wrongName.calls.EmptyCall ?? 0).toBe(0)
+    expect(wrongName.calls.EmptyCall ?? 0).toBe(before)
+    // The client's own grpc.ssl_target_name_override wins over the name of its target.
+    const renamed = client(
+      mode,
+      'wrong-name',
+      { 'grpc.ssl_target_name_override': 'other' },
+      grpc.credentials.createSsl(otherCa),
+    )
+    expect((await unary(renamed, 'EmptyCall', {})).error).toBeUndefined()
   })
 })
 
