@@ -144,3 +144,33 @@ describe('stream deadlines', () => {
     }
   })
 })
+
+describe('cancelling a stream in its first microtasks (D38)', () => {
+  it('leaves no stream open on the server, whichever microtask the cancel lands in', async () => {
+    let opened = 0
+    let cancelled = 0
+    const server = await startGrpcServer({
+      // Never answers: a stream that reaches it stays open until the client cancels it.
+      ClientStream(call) {
+        opened++
+        call.on('cancelled', () => cancelled++)
+        call.on('data', () => {})
+      },
+    })
+    cleanup.push(() => server.close())
+    const c = withMesh(echo(), meshFor(server.address))
+    // A warm channel: grpc-js's race needs a connected one.
+    await unary(c)
+    for (let k = 0; k < 16; k++) {
+      const call = c.ClientStream(() => {})
+      call.on('error', () => {})
+      for (let i = 0; i < k; i++) await Promise.resolve()
+      call.cancel()
+    }
+    await unary(c)
+    await new Promise((resolve) => setImmediate(resolve))
+    // Some streams reached the server (the later cancels), and each of them was cancelled.
+    expect(opened).toBeGreaterThan(0)
+    await vi.waitFor(() => expect(cancelled).toBe(opened), { timeout: 2000 })
+  })
+})
