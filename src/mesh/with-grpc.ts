@@ -488,7 +488,9 @@ export function withMeshGrpc<C extends GrpcClientLike>(
     throw new TypeError('withMesh: this client does not hold its channel as @grpc/grpc-js 1.x clients do')
   }
   // Read before the mesh is made: a client that cannot keep its credentials is refused first.
-  const settings = endpointChannelSettings(original, original.getTarget(), options)
+  // A client wrapped again keeps the settings of the client under the first wrapper.
+  const own = original instanceof MeshChannel ? original.clientChannel : original
+  const settings = endpointChannelSettings(own, original.getTarget(), options)
   const m = isMesh(mesh) ? mesh : createMesh(mesh)
   const pt = runtimeOf(m).pool(settings)
   const service = serviceOfTarget(original.getTarget())
