@@ -104,6 +104,56 @@ describe("the wrapped client's channel settings", () => {
   })
 })
 
+describe("a service's channelOptions", () => {
+  it("apply over the client's options and withMesh's, for that service's endpoints", async () => {
+    const { server, seen } = await witness()
+    const m = meshFor(server.address, { channelOptions: { 'grpc.default_authority': 'from-config' } })
+    await unary(
+      withMesh(echo({ 'grpc.default_authority': 'mine' }), m, {
+        channelOptions: { 'grpc.default_authority': 'theirs' },
+      }),
+    )
+    expect(seen.map((s) => s.authority)).toEqual(['from-config'])
+  })
+
+  it('are those of the destination when a route sends the call to another service', async () => {
+    const { server, seen } = await witness()
+    const m = createMesh({
+      services: {
+        echo: { protocol: 'grpc', endpoints: ['127.0.0.1:1'] },
+        other: {
+          protocol: 'grpc',
+          endpoints: [server.address],
+          channelOptions: { 'grpc.default_authority': 'other.example' },
+        },
+      },
+      routes: [{ route: [{ service: 'other' }] }],
+    })
+    cleanup.push(() => m.close({ force: true }))
+    await unary(withMesh(echo(), m))
+    expect(seen.map((s) => s.authority)).toEqual(['other.example'])
+  })
+
+  it('are refused on an http service and when a value is not a string, number or boolean', () => {
+    const issues = (config: unknown) => {
+      try {
+        createMesh(config as MeshConfig)
+      } catch (error) {
+        return (error as ConfigInvalidError).issues.map((i) => i.path)
+      }
+      return []
+    }
+    expect(
+      issues({ services: { web: { endpoints: ['http://127.0.0.1:1'], channelOptions: { a: 1 } } } }),
+    ).toEqual(['services.web.channelOptions'])
+    expect(
+      issues({
+        services: { g: { protocol: 'grpc', endpoints: ['127.0.0.1:1'], channelOptions: { a: {} } } },
+      }),
+    ).toEqual(['services.g.channelOptions.a'])
+  })
+})
+
 describe('a client wrapped twice', () => {
   it('keeps the settings of the client under the first wrapper', async () => {
     const { server, seen } = await witness()

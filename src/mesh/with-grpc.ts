@@ -87,6 +87,8 @@ interface Destination {
 
 /** A transport over one pool of endpoint channels (stacks over it are cached by each destination). */
 interface PoolTransport {
+  /** The settings of its endpoint channels. */
+  readonly settings: EndpointChannelSettings
   readonly pool: GrpcChannelPool
   readonly transport: Handler<GrpcRequest, GrpcResponse>
   /**
@@ -100,6 +102,8 @@ interface PoolTransport {
   ownSnapshot: Snapshot | undefined
   /** The key of the stacks of streaming calls over this pool (see {@link grpcStack}). */
   readonly streams: object
+  /** Pools of services with `channelOptions`, by those options (see {@link poolFor}). */
+  readonly variants: WeakMap<object, PoolTransport>
 }
 
 /** The gRPC side of one mesh: its channel pools, kept in step with its configuration. */
@@ -135,12 +139,14 @@ class GrpcMeshRuntime {
         Channel: settings.Channel,
       })
       entry = {
+        settings,
         pool,
         transport: grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig }),
         own: new Map(),
         ownStreams: new Map(),
         ownSnapshot: undefined,
         streams: {},
+        variants: new WeakMap(),
       }
       this.#pools.set(key, entry)
     }
@@ -228,7 +234,9 @@ function grpcStack(
   const by = streaming ? pt.streams : pt
   return (
     svc.cached<GrpcRequest, GrpcResponse>(by, key) ??
-    svc.handler(by, key, () => callRunner(buildGrpcStack(svc, route, breaker, m, pt, streaming)))
+    svc.handler(by, key, () =>
+      callRunner(buildGrpcStack(svc, route, breaker, m, poolFor(pt, svc, m), streaming)),
+    )
   )
 }
 
@@ -250,6 +258,23 @@ function callRunner(stack: Handler<GrpcRequest, GrpcResponse>): Handler<GrpcRequ
 }
 
 const NO_ROUTE = {}
+
+/**
+ * The pool that calls of `svc` from clients of `pt` use: `pt` itself, unless the service's config
+ * has `channelOptions`, which then apply over `pt`'s settings, key by key (D36). Found once per
+ * stack built and per connectivity query, never per call.
+ */
+function poolFor(pt: PoolTransport, svc: ServiceRuntime, m: Mesh): PoolTransport {
+  const extra = svc.config.channelOptions
+  if (extra === undefined) return pt
+  let variant = pt.variants.get(extra)
+  if (variant === undefined) {
+    const { settings } = pt
+    variant = runtimeOf(m).pool({ ...settings, options: { ...settings.options, ...extra } })
+    pt.variants.set(extra, variant)
+  }
+  return variant
+}
 
 /** A trailers-only answer with `code`: what an injected gRPC abort answers. */
 function grpcAbort(req: GrpcRequest, code: number): Promise<GrpcResponse> {
@@ -571,13 +596,18 @@ export function withMeshGrpc<C extends GrpcClientLike>(
       const svc = service === undefined ? undefined : m.snapshot.services.get(service)
       if (svc === undefined || svc.config.protocol !== 'grpc') return []
       const channels: GrpcChannel[] = []
+      const { pool } = poolFor(pt, svc, m)
       for (const e of svc.endpoints) {
-        const c = pt.pool.channel(e.address)
+        const c = pool.channel(e.address)
         if (c !== undefined) channels.push(c)
       }
       return channels
     },
-    load: () => pt.pool.load(),
+    load() {
+      const svc = service === undefined ? undefined : m.snapshot.services.get(service)
+      const ptOf = svc === undefined || svc.config.protocol !== 'grpc' ? pt : poolFor(pt, svc, m)
+      return ptOf.pool.load()
+    },
   })
 
   // The wrapped client inherits from the client: every field and method is found on it, only the

@@ -60,6 +60,7 @@ describe('parseConfig', () => {
           hashKey: undefined,
           slowStart: undefined,
           streamTimeout: undefined,
+          channelOptions: undefined,
           locality: undefined,
           timeout: 2000,
           retry: {
@@ -107,6 +108,7 @@ describe('parseConfig', () => {
           hashKey: undefined,
           slowStart: undefined,
           streamTimeout: undefined,
+          channelOptions: undefined,
           locality: undefined,
           timeout: 15_000,
           retry: {

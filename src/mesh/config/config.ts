@@ -544,6 +544,15 @@ const service = transform(
     streamTimeout: optional(duration()).describe(
       'The deadline of a gRPC streaming call; 0 or unset: none (timeout applies to unary calls).',
     ),
+    /**
+     * grpc-js channel options of this gRPC service's endpoint channels (`'grpc.keepalive_time_ms'`,
+     * `'grpc.ssl_target_name_override'`, ...): strings, numbers or booleans, over each wrapped
+     * client's own options and `withMesh`'s `channelOptions`, key by key (decision D36). Default
+     * none.
+     */
+    channelOptions: optional(record(union(string(), number(), boolean()))).describe(
+      "grpc-js channel options of a gRPC service's endpoint channels, over the client's own. Default none.",
+    ),
     /** When and how failed tries are tried again. Default `{}` (all its defaults). */
     retry: optional(retry, {}).describe('When and how failed tries are tried again.'),
     /**
@@ -612,6 +621,8 @@ const service = transform(
     }
     if (s.streamTimeout !== undefined && s.protocol !== 'grpc')
       issue(`applies to protocol "grpc", not "${s.protocol}"`, 'streamTimeout')
+    if (s.channelOptions !== undefined && s.protocol !== 'grpc')
+      issue(`applies to protocol "grpc", not "${s.protocol}"`, 'channelOptions')
     if (s.endpoints === undefined && s.discovery === undefined) {
       issue('required unless the service has discovery', 'endpoints')
     }
