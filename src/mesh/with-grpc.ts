@@ -64,10 +64,11 @@ export interface WithMeshGrpcOptions {
    */
   readonly credentials?: object
   /**
-   * grpc-js channel options of the endpoint channels, over the client's own (key by key; these
-   * win). Default `{}`: the client's options alone, plus `grpc.default_authority` and (with
-   * secure credentials) `grpc.ssl_target_name_override` derived from the client's target when
-   * it did not set them (see docs/grpc.md).
+   * grpc-js channel options of the endpoint channels, over the client's own (key by key), under
+   * a destination service's `channelOptions` in the config. Default `{}`: the client's options
+   * alone, plus `grpc.default_authority` and (with secure credentials)
+   * `grpc.ssl_target_name_override` derived from the client's target when it did not set them
+   * (see docs/grpc.md).
    */
   readonly channelOptions?: Readonly<Record<string, unknown>>
   /**
