@@ -73,7 +73,7 @@ const mesh = createMesh({
       protocol: 'grpc',
       endpoints: servers.map((s) => s.address), // host:port
       loadBalancer: 'round-robin',
-      timeout: '2s', // the gRPC deadline of every call, all attempts included
+      timeout: '2s', // the gRPC deadline of every unary call, all attempts included
       retry: { attempts: 3 }, // UNAVAILABLE is retried, on another endpoint
     },
   },

@@ -16,6 +16,7 @@ export type MeshErrorCode =
   | 'CONFIG_INVALID'
   | 'UNKNOWN_SERVICE'
   | 'MESH_CLOSED'
+  | 'CREDENTIALS_UNAVAILABLE'
 
 /** Options common to every mesh error. */
 export interface MeshErrorOptions {

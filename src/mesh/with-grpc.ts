@@ -18,6 +18,11 @@ import { MeshCall, type MeshCallSite } from '../adapters/grpc/call.js'
 import { MeshChannel } from '../adapters/grpc/channel.js'
 import { GrpcChannelPool } from '../adapters/grpc/channels.js'
 import { DEFAULT_GRPC_RETRYABLE_STATUS_CODES, grpcClassifier } from '../adapters/grpc/classify.js'
+import {
+  type EndpointChannelSettings,
+  endpointChannelSettings,
+  settingsKey,
+} from '../adapters/grpc/client-channel.js'
 import type {
   GrpcChannel,
   GrpcClientLike,
@@ -51,12 +56,20 @@ import { buildStack } from './stack.js'
 /** Options of {@link withMeshGrpc}. */
 export interface WithMeshGrpcOptions {
   /**
-   * Channel credentials of the endpoint channels (`grpc.credentials.createSsl(...)`). Default
-   * `credentials.createInsecure()`. Clients wrapped with the same credentials object (or none)
-   * share the mesh's channel to each endpoint.
+   * Channel credentials of the endpoint channels, in place of the client's own
+   * (`grpc.credentials.createSsl(...)`). Default: the credentials the client was made with
+   * (read from its channel; decision D36). A client whose channel meshlet cannot read (a
+   * `channelOverride`, a `channelFactoryOverride`) must be given them, else `withMesh` throws
+   * `CredentialsUnavailableError` rather than send its calls with other credentials.
    */
   readonly credentials?: object
-  /** grpc-js channel options of the endpoint channels. Default `{}`. */
+  /**
+   * grpc-js channel options of the endpoint channels, over the client's own (key by key), under
+   * a destination service's `channelOptions` in the config. Default `{}`: the client's options
+   * alone, plus `grpc.default_authority` and (with secure credentials)
+   * `grpc.ssl_target_name_override` derived from the client's target when it did not set them
+   * (see docs/grpc.md).
+   */
   readonly channelOptions?: Readonly<Record<string, unknown>>
   /**
    * Whether unary methods run on meshlet's own unary call layer (the steps of grpc-js's
@@ -67,7 +80,7 @@ export interface WithMeshGrpcOptions {
   readonly directUnary?: boolean
 }
 
-/** Where a call goes: the destination's service and the handler its calls run. */
+/** Where a call goes: the destination's service and the handler calls of its kind run. */
 interface Destination {
   readonly svc: ServiceRuntime
   readonly handler: Handler<GrpcRequest, GrpcResponse>
@@ -75,6 +88,8 @@ interface Destination {
 
 /** A transport over one pool of endpoint channels (stacks over it are cached by each destination). */
 interface PoolTransport {
+  /** The settings of its endpoint channels. */
+  readonly settings: EndpointChannelSettings
   readonly pool: GrpcChannelPool
   readonly transport: Handler<GrpcRequest, GrpcResponse>
   /**
@@ -83,15 +98,23 @@ interface PoolTransport {
    * rather than per call, and forgotten when the configuration changes.
    */
   readonly own: Map<string, Destination | undefined>
+  /** As {@link own}, for streaming calls (whose stacks have the service's `streamTimeout`). */
+  readonly ownStreams: Map<string, Destination | undefined>
   ownSnapshot: Snapshot | undefined
+  /** The key of the stacks of streaming calls over this pool (see {@link grpcStack}). */
+  readonly streams: object
+  /** Pools of services with `channelOptions`, by those options (see {@link poolFor}). */
+  readonly variants: WeakMap<object, PoolTransport>
 }
 
 /** The gRPC side of one mesh: its channel pools, kept in step with its configuration. */
 class GrpcMeshRuntime {
   readonly mesh: Mesh
   readonly #pools = new Map<string, PoolTransport>()
-  readonly #credentialIds = new WeakMap<object, number>()
-  #nextCredentialId = 1
+  readonly #ids = new WeakMap<object, number>()
+  /** Credentials of distinct pools, each unlike (`_equals`) the others. */
+  readonly #credentials: object[] = []
+  #nextId = 1
 
   constructor(mesh: Mesh) {
     this.mesh = mesh
@@ -101,32 +124,66 @@ class GrpcMeshRuntime {
     })
   }
 
-  /** The pool (and its transport) for these options. */
-  pool(options: WithMeshGrpcOptions): PoolTransport {
-    let id = 0
-    if (options.credentials !== undefined) {
-      id = this.#credentialIds.get(options.credentials) ?? 0
-      if (id === 0) {
-        id = this.#nextCredentialId++
-        this.#credentialIds.set(options.credentials, id)
-      }
-    }
-    const key = `${id}\u0000${JSON.stringify(options.channelOptions ?? {})}`
+  /**
+   * The pool (and its transport) for these endpoint channel settings: clients with equal
+   * settings (same credentials and `Channel` class by identity, equal options) share it.
+   */
+  pool(settings: EndpointChannelSettings): PoolTransport {
+    const key = settingsKey(settings, (o) =>
+      o === settings.credentials ? this.#credentialsId(o) : this.#idOf(o),
+    )
     let entry = this.#pools.get(key)
     if (entry === undefined) {
       const pool = new GrpcChannelPool({
-        credentials: options.credentials,
-        channelOptions: options.channelOptions,
+        credentials: settings.credentials,
+        channelOptions: settings.options,
+        Channel: settings.Channel,
       })
       entry = {
+        settings,
         pool,
         transport: grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig }),
         own: new Map(),
+        ownStreams: new Map(),
         ownSnapshot: undefined,
+        streams: {},
+        variants: new WeakMap(),
       }
       this.#pools.set(key, entry)
     }
     return entry
+  }
+
+  /**
+   * A number for channel credentials, the same for credentials grpc-js calls equal
+   * (`ChannelCredentials._equals`: every insecure one, TLS ones with the same secure context and
+   * verify options), as grpc-js's own subchannel pool shares connections between them.
+   */
+  #credentialsId(c: object): number {
+    const known = this.#ids.get(c)
+    if (known !== undefined) return known
+    const equals = (c as { _equals?: (other: object) => boolean })._equals
+    if (typeof equals === 'function') {
+      for (const other of this.#credentials) {
+        if (equals.call(c, other)) {
+          const id = this.#idOf(other)
+          this.#ids.set(c, id)
+          return id
+        }
+      }
+    }
+    this.#credentials.push(c)
+    return this.#idOf(c)
+  }
+
+  /** A number for an object, the same for the same object while it lives. */
+  #idOf(o: object): number {
+    let id = this.#ids.get(o)
+    if (id === undefined) {
+      id = this.#nextId++
+      this.#ids.set(o, id)
+    }
+    return id
   }
 
   /** Retires the channels of endpoints the new configuration no longer lists. */
@@ -138,6 +195,7 @@ class GrpcMeshRuntime {
     for (const pt of this.#pools.values()) {
       pt.pool.retain(addresses)
       pt.own.clear()
+      pt.ownStreams.clear()
       pt.ownSnapshot = undefined
     }
   }
@@ -162,7 +220,8 @@ function retryableStatusCodesOf(config: ResolvedServiceConfig): readonly (string
 
 /**
  * The handler a call of a gRPC destination (through `route`, when one matched) runs over `pt`:
- * its stack behind {@link callRunner}, built once per snapshot.
+ * its stack behind {@link callRunner}, built once per snapshot. Streaming calls have a stack of
+ * their own, whose deadline is the service's `streamTimeout` rather than its `timeout` (D37).
  */
 function grpcStack(
   svc: ServiceRuntime,
@@ -170,11 +229,15 @@ function grpcStack(
   breaker: CircuitBreaker | undefined,
   m: Mesh,
   pt: PoolTransport,
+  streaming: boolean,
 ): Handler<GrpcRequest, GrpcResponse> {
   const key = route ?? NO_ROUTE
+  const by = streaming ? pt.streams : pt
   return (
-    svc.cached<GrpcRequest, GrpcResponse>(pt, key) ??
-    svc.handler(pt, key, () => callRunner(buildGrpcStack(svc, route, breaker, m, pt)))
+    svc.cached<GrpcRequest, GrpcResponse>(by, key) ??
+    svc.handler(by, key, () =>
+      callRunner(buildGrpcStack(svc, route, breaker, m, poolFor(pt, svc, m), streaming)),
+    )
   )
 }
 
@@ -197,6 +260,23 @@ function callRunner(stack: Handler<GrpcRequest, GrpcResponse>): Handler<GrpcRequ
 
 const NO_ROUTE = {}
 
+/**
+ * The pool that calls of `svc` from clients of `pt` use: `pt` itself, unless the service's config
+ * has `channelOptions`, which then apply over `pt`'s settings, key by key (D36). Found once per
+ * stack built and per connectivity query, never per call.
+ */
+function poolFor(pt: PoolTransport, svc: ServiceRuntime, m: Mesh): PoolTransport {
+  const extra = svc.config.channelOptions
+  if (extra === undefined) return pt
+  let variant = pt.variants.get(extra)
+  if (variant === undefined) {
+    const { settings } = pt
+    variant = runtimeOf(m).pool({ ...settings, options: { ...settings.options, ...extra } })
+    pt.variants.set(extra, variant)
+  }
+  return variant
+}
+
 /** A trailers-only answer with `code`: what an injected gRPC abort answers. */
 function grpcAbort(req: GrpcRequest, code: number): Promise<GrpcResponse> {
   const metadata = emptyLike(req.metadata)
@@ -217,8 +297,11 @@ function buildGrpcStack(
   breaker: CircuitBreaker | undefined,
   m: Mesh,
   pt: PoolTransport,
+  streaming: boolean,
 ): Handler<GrpcRequest, GrpcResponse> {
-  const config = effectiveConfig(svc.config, route)
+  const routed = effectiveConfig(svc.config, route)
+  // A stream's deadline is `streamTimeout` (default none), never the unary `timeout` (D37).
+  const config = streaming ? { ...routed, timeout: svc.config.streamTimeout ?? 0 } : routed
   const f = route?.fault
   const faultStage =
     f && (f.abort || f.delay)
@@ -304,11 +387,11 @@ function destinationOf(
       const breaker = route.circuitBreaker
         ? snapshot.routeBreakers.get(`${dest.name}#${index}`)
         : dest.breaker
-      return { svc: dest, handler: grpcStack(dest, route, breaker, m, pt) }
+      return { svc: dest, handler: grpcStack(dest, route, breaker, m, pt, call.kind !== 'unary') }
     }
   }
   if (own === undefined || own.config.protocol !== 'grpc') return undefined
-  return { svc: own, handler: grpcStack(own, undefined, own.breaker, m, pt) }
+  return { svc: own, handler: grpcStack(own, undefined, own.breaker, m, pt, call.kind !== 'unary') }
 }
 
 /** The caller's deadline (wall clock: a `Date` or epoch ms) on `clock`'s timeline. */
@@ -399,7 +482,11 @@ function unaryDefinitions(client: object): Map<unknown, UnaryMethodDefinition> {
  *
  * `mesh` may be a config (a mesh is then created). Each endpoint gets its own channel from the
  * mesh, created on first use and closed when the endpoint leaves the config or the mesh closes;
- * `client.close()` closes only the client's own channel.
+ * `client.close()` closes only the client's own channel. Endpoint channels are built with the
+ * client's own channel credentials and options, and announce and authenticate the client's
+ * target (D36; `options` may override); a client whose channel cannot be read throws
+ * `CredentialsUnavailableError` unless `options.credentials` is given. Streaming calls take the
+ * service's `streamTimeout` (default none), not its `timeout` (D37).
  *
  * @example
  * ```ts
@@ -426,8 +513,12 @@ export function withMeshGrpc<C extends GrpcClientLike>(
   if (slot === undefined) {
     throw new TypeError('withMesh: this client does not hold its channel as @grpc/grpc-js 1.x clients do')
   }
+  // Read before the mesh is made: a client that cannot keep its credentials is refused first.
+  // A client wrapped again keeps the settings of the client under the first wrapper.
+  const own = original instanceof MeshChannel ? original.clientChannel : original
+  const settings = endpointChannelSettings(own, original.getTarget(), options)
   const m = isMesh(mesh) ? mesh : createMesh(mesh)
-  const pt = runtimeOf(m).pool(options)
+  const pt = runtimeOf(m).pool(settings)
   const service = serviceOfTarget(original.getTarget())
   const kinds = methodKinds(client)
 
@@ -440,12 +531,14 @@ export function withMeshGrpc<C extends GrpcClientLike>(
         // Every call goes to the target's own service: look it up once per snapshot.
         if (pt.ownSnapshot !== snapshot) {
           pt.own.clear()
+          pt.ownStreams.clear()
           pt.ownSnapshot = snapshot
         }
-        dest = pt.own.get(target)
-        if (dest === undefined && !pt.own.has(target)) {
+        const own = call.kind === 'unary' ? pt.own : pt.ownStreams
+        dest = own.get(target)
+        if (dest === undefined && !own.has(target)) {
           dest = destinationOf(snapshot, target, call, m, pt)
-          pt.own.set(target, dest)
+          own.set(target, dest)
         }
       } else {
         dest = destinationOf(snapshot, target, call, m, pt, call.routed as RouteDecision | undefined)
@@ -504,13 +597,18 @@ export function withMeshGrpc<C extends GrpcClientLike>(
       const svc = service === undefined ? undefined : m.snapshot.services.get(service)
       if (svc === undefined || svc.config.protocol !== 'grpc') return []
       const channels: GrpcChannel[] = []
+      const { pool } = poolFor(pt, svc, m)
       for (const e of svc.endpoints) {
-        const c = pt.pool.channel(e.address)
+        const c = pool.channel(e.address)
         if (c !== undefined) channels.push(c)
       }
       return channels
     },
-    load: () => pt.pool.load(),
+    load() {
+      const svc = service === undefined ? undefined : m.snapshot.services.get(service)
+      const ptOf = svc === undefined || svc.config.protocol !== 'grpc' ? pt : poolFor(pt, svc, m)
+      return ptOf.pool.load()
+    },
   })
 
   // The wrapped client inherits from the client: every field and method is found on it, only the

@@ -1,5 +1,6 @@
 import { Metadata } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
+import { Cancellation } from '../../core/cancel.js'
 import { MeshCall, type MeshCallSite } from './call.js'
 import type { GrpcCallListener, GrpcMetadata, GrpcStatusObject } from './grpc-types.js'
 
@@ -52,5 +53,27 @@ describe('MeshCall', () => {
       expect(statuses.map((x) => [x.code, x.details])).toEqual([[1, 'Cancelled on client']])
       expect(statuses[0]!.metadata).toBeInstanceOf(Metadata)
     }
+  })
+
+  it('cancelled after it began but before the pipeline bound its cancellation: the cancellation is aborted at once', async () => {
+    const { s } = site()
+    const call = new MeshCall(
+      s,
+      {},
+      '/pkg.S/M',
+      'bidi',
+      Number.POSITIVE_INFINITY,
+      undefined,
+      undefined,
+      undefined,
+    )
+    const { l, statuses } = listener()
+    call.start(new Metadata() as unknown as GrpcMetadata, l)
+    call.cancelWithStatus(1, 'Cancelled on client')
+    const cancel = new Cancellation()
+    call.bindCancel(cancel)
+    expect(cancel.aborted).toBe(true)
+    await Promise.resolve()
+    expect(statuses.map((x) => x.code)).toEqual([1])
   })
 })

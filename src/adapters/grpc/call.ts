@@ -19,7 +19,7 @@ import type {
 } from './grpc-types.js'
 import type { GrpcCallIo, GrpcMethodKind, GrpcResponse, QueuedWrite } from './request.js'
 import { statusOfError } from './status.js'
-import { emptyLike } from './transport.js'
+import { cancelCall, emptyLike } from './transport.js'
 
 /**
  * What runs a {@link MeshCall}'s request through the mesh: one per wrapped client, shared by all
@@ -146,6 +146,8 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   /** The pipeline's cancellation of this call: the caller's `cancel()` aborts it. */
   bindCancel(cancel: Cancellation): void {
     this.#cancel = cancel
+    // Cancelled between its start and the pipeline's: no attempt may begin (D38).
+    if (this.#done) cancel.abort(new CallCancelledError('Cancelled on client'))
   }
 
   start(metadata: GrpcMetadata, listener: GrpcCallListener): void {
@@ -219,7 +221,7 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
     if (this.#done) return
     if (this.#committed && this.#raw) {
       // The stream runs outside the pipeline now: its own status will report the cancellation.
-      this.#raw.cancelWithStatus(status, details)
+      cancelCall(this.#raw, status, details)
       return
     }
     this.#done = true
@@ -326,7 +328,7 @@ export class MeshCall implements GrpcRawCall, GrpcCallIo {
   /** Ends a committed stream with `reason`'s status (the stream then reports it as its own). */
   #end(reason: unknown): void {
     const s = statusOfError(reason)
-    this.#raw?.cancelWithStatus(s.code, s.details)
+    if (this.#raw !== undefined) cancelCall(this.#raw, s.code, s.details)
   }
 
   /** @internal The pipeline failed (see {@link MeshCallSite.invoke}). */

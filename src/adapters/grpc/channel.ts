@@ -48,6 +48,11 @@ export class MeshChannel implements GrpcChannel {
     this.#backend = backend
   }
 
+  /** The client's own channel (what a client wrapped again reads its settings from). */
+  get clientChannel(): GrpcChannel {
+    return this.#original
+  }
+
   /** Closes the client's own channel; the endpoint channels belong to the mesh and stay open. */
   close(): void {
     this.#closed = true

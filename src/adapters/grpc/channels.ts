@@ -14,6 +14,7 @@
  * grpc-js is loaded with a dynamic `import()` on the first call, never by `import 'meshlet'`:
  * it is an optional peer dependency that fetch users do not install.
  */
+import type { GrpcChannelConstructor } from './client-channel.js'
 import type { GrpcChannel, GrpcMetadata, GrpcModule } from './grpc-types.js'
 
 /** Options of {@link GrpcChannelPool}. */
@@ -26,6 +27,12 @@ export interface GrpcChannelPoolOptions {
   readonly credentials?: object | undefined
   /** grpc-js channel options of every endpoint channel (`'grpc.keepalive_time_ms'`, ...). Default `{}`. */
   readonly channelOptions?: Readonly<Record<string, unknown>> | undefined
+  /**
+   * The `Channel` class that builds the endpoint channels: a wrapped client's own (so that its
+   * credentials, which grpc-js checks with `instanceof`, come from the same copy of grpc-js).
+   * Default: `Channel` of the loaded grpc-js.
+   */
+  readonly Channel?: GrpcChannelConstructor | undefined
   /** Loads grpc-js. Default: `import('@grpc/grpc-js')`. */
   readonly load?: (() => Promise<GrpcModule>) | undefined
 }
@@ -129,10 +136,10 @@ export class GrpcChannelPool {
     if (this.#closed) throw new Error('meshlet: the mesh is closed')
     let entry = this.#entries.get(address)
     if (entry === undefined) {
-      const m = this.#module!
+      const Channel = this.#options.Channel ?? this.#module!.Channel
       entry = {
         address,
-        channel: new m.Channel(address, this.#credentials!, { ...this.#options.channelOptions }),
+        channel: new Channel(address, this.#credentials!, { ...this.#options.channelOptions }),
         active: 0,
         retired: false,
       }

@@ -11,7 +11,7 @@ import type { Probe } from '../../stages/balancer/health-check.js'
 import type { GrpcChannelEntry, GrpcChannelPool } from './channels.js'
 import type { GrpcRawCall } from './grpc-types.js'
 import { GrpcStatus } from './status.js'
-import { grpcDeadline } from './transport.js'
+import { cancelCall, grpcDeadline } from './transport.js'
 
 /** The full method name of the standard health check. */
 export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check'
@@ -110,9 +110,7 @@ export function grpcHealthProbe(options: GrpcHealthProbeOptions): Probe {
           return
         }
         let serving = false
-        const off = ctx.cancel.onAbort(() =>
-          call.cancelWithStatus(GrpcStatus.CANCELLED, 'health check timed out'),
-        )
+        const off = ctx.cancel.onAbort(() => cancelCall(call, GrpcStatus.CANCELLED, 'health check timed out'))
         call.start(pool.metadata(), {
           onReceiveMetadata() {},
           onReceiveMessage(message: Buffer) {

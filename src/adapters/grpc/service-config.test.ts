@@ -24,6 +24,7 @@ describe('fromGrpcServiceConfig', () => {
     expect(t.service).toEqual({
       protocol: 'grpc',
       timeout: 2500,
+      streamTimeout: 2500,
       propagateDeadline: true,
       retry: { attempts: 4, backoff: { base: 100, max: 1000 }, budget: { kind: 'none' } },
     })
@@ -113,13 +114,28 @@ describe('fromGrpcServiceConfig', () => {
       "healthCheckConfig.serviceName: meshlet's probe asks about the server as a whole ('')",
       "methodConfig[0] (pkg.Users/Get): per-method policies need a route on the method's path",
       'methodConfig[1].waitForReady: meshlet fails an attempt to an unreachable endpoint fast',
-      "methodConfig[1].maxRequestMessageBytes: set 'grpc.max_send_message_length' in channelOptions",
       expect.stringMatching(
         /^methodConfig\[1\]\.retryPolicy: invalid \(maxAttempts must be an integer of at least 2; initialBackoff/,
       ),
     ])
     expect(t.service.healthCheck).toEqual({})
     expect(t.service.retry?.budget).toEqual({ kind: 'throttling', maxTokens: 10, tokenRatio: 1 })
+    expect(t.service.channelOptions).toEqual({ 'grpc.max_send_message_length': 1024 })
+  })
+
+  it('translates message limits into channel options, and refuses a limit that is no byte count', () => {
+    const name = [{ service: 'pkg.Users' }]
+    const ok = fromGrpcServiceConfig({
+      methodConfig: [{ name, maxRequestMessageBytes: '2048', maxResponseMessageBytes: 4096 }],
+    })
+    expect(ok.unsupported).toEqual([])
+    expect(ok.service.channelOptions).toEqual({
+      'grpc.max_send_message_length': 2048,
+      'grpc.max_receive_message_length': 4096,
+    })
+    const bad = fromGrpcServiceConfig({ methodConfig: [{ name, maxResponseMessageBytes: -1 }] })
+    expect(bad.unsupported).toEqual(['methodConfig[0].maxResponseMessageBytes: invalid byte count -1'])
+    expect(bad.service.channelOptions).toBeUndefined()
   })
 
   it('refuses a method config with both policies, as grpc-js does', () => {

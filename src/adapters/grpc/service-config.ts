@@ -13,13 +13,17 @@
  *   `hedge.delay` (absent: 0), `nonFatalStatusCodes` -> `retry.retryableStatusCodes` (the one
  *   classifier: A6 allows a retry or a hedging policy per method, never both), and
  *   `retry.attempts: 1`, since A6 makes no retry after all hedges failed.
- * - `timeout` -> `timeout` with `propagateDeadline: true` (grpc-js sends a method config's
+ * - `timeout` -> `timeout` and `streamTimeout` (grpc-js applies a method config's timeout to
+ *   streaming calls too, D37) with `propagateDeadline: true` (grpc-js sends a method config's
  *   timeout as `grpc-timeout`; meshlet's own timeouts stay local otherwise, D27); `retryThrottling` -> `retry.budget` of kind `throttling`; without it,
  *   `retry.budget.kind: 'none'`, since grpc-js limits retries by nothing else.
  * - `loadBalancingConfig` (or the older `loadBalancingPolicy`): the first policy meshlet has,
  *   as gRPC picks the first it supports: `round_robin` -> `'round-robin'`,
  *   `least_request_experimental` -> `'least-request'`.
  * - `healthCheckConfig` -> `healthCheck: {}` (`grpc.health.v1`).
+ * - `maxRequestMessageBytes` / `maxResponseMessageBytes` -> `channelOptions`
+ *   `grpc.max_send_message_length` / `grpc.max_receive_message_length` (the service's endpoint
+ *   channels enforce them, as grpc-js does).
  *
  * Everything else is listed in `unsupported` with the reason, never dropped silently. A
  * meshlet service is a whole server, so only service-wide policies translate: per-method ones
@@ -39,6 +43,8 @@ export interface GrpcServiceConfigPatch {
   protocol: 'grpc'
   /** The whole call's deadline, ms. */
   timeout?: number
+  /** The same deadline for streaming calls, ms (D37). */
+  streamTimeout?: number
   /** `true` with a `timeout`: grpc-js sends a method config's timeout as `grpc-timeout`, so meshlet does too (D27). */
   propagateDeadline?: true
   loadBalancer?: 'round-robin' | 'least-request'
@@ -51,6 +57,8 @@ export interface GrpcServiceConfigPatch {
   }
   hedge?: { delay: number; maxAttempts: number }
   healthCheck?: Record<string, never>
+  /** `grpc.max_send_message_length` / `grpc.max_receive_message_length`, from the message limits. */
+  channelOptions?: Record<string, number>
 }
 
 /** What {@link fromGrpcServiceConfig} returns. */
@@ -298,11 +306,17 @@ function translateMethodConfig(
           unsupported.push(`${path}.waitForReady: meshlet fails an attempt to an unreachable endpoint fast`)
         break
       case 'maxRequestMessageBytes':
-      case 'maxResponseMessageBytes':
-        unsupported.push(
-          `${path}.${key}: set 'grpc.max_${key.startsWith('maxRequest') ? 'send' : 'receive'}_message_length' in channelOptions`,
-        )
+      case 'maxResponseMessageBytes': {
+        // A6/A2: a uint32 limit (JSON number or string); a service-wide one is a channel option of
+        // the service's endpoint channels (D36).
+        const option = `grpc.max_${key === 'maxRequestMessageBytes' ? 'send' : 'receive'}_message_length`
+        const raw = entry[key]
+        const bytes = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw
+        if (typeof bytes === 'number' && Number.isInteger(bytes) && bytes >= 0 && bytes <= 0xffffffff) {
+          service.channelOptions = { ...service.channelOptions, [option]: bytes }
+        } else unsupported.push(`${path}.${key}: invalid byte count ${JSON.stringify(raw)}`)
         break
+      }
       default:
         unsupported.push(`${path}.${key}: not a setting meshlet has`)
     }
@@ -313,6 +327,7 @@ function translateMethodConfig(
       unsupported.push(`${path}.timeout: invalid duration ${JSON.stringify(entry.timeout)}`)
     else {
       service.timeout = ms
+      service.streamTimeout = ms
       service.propagateDeadline = true
     }
   }

@@ -8,7 +8,7 @@ import { ManualClock } from '../../testing/index.js'
 import { GrpcChannelPool } from './channels.js'
 import type { GrpcCallListener, GrpcMetadata, GrpcModule, GrpcRawCall } from './grpc-types.js'
 import type { GrpcCallIo, GrpcMethodKind, GrpcRequest, GrpcResponse } from './request.js'
-import { grpcTimeout, grpcTransport } from './transport.js'
+import { cancelCall, grpcTimeout, grpcTransport } from './transport.js'
 
 /** What the fake channel saw of one call. */
 interface Seen {
@@ -156,6 +156,8 @@ describe('grpcTransport', () => {
       await pool.load()
       const transport = grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig })
       void transport(request(kind, new grpc.Metadata(), parent), context(clock, 1500))
+      // A streaming attempt starts on the next microtask (D38).
+      await Promise.resolve()
       const seen = calls[0]!
       expect(seen.deadline).toEqual(new Date(clock.wall() + 1500))
       expect(seen.metadata!.get('grpc-timeout')).toEqual([])
@@ -184,5 +186,33 @@ describe('grpcTransport', () => {
     // The status that follows the cancellation gives the channel back.
     calls[0]!.listener!.onReceiveStatus({ code: 1, details: 'Cancelled', metadata: new grpc.Metadata() })
     expect(pool.peek('10.0.0.1:50051')!.active).toBe(0)
+  })
+
+  it('never starts a streaming attempt cancelled right after it began (cancel_after_begin)', async () => {
+    const { pool, calls } = fakePool()
+    await pool.load()
+    const ctx = context(new ManualClock(), Number.POSITIVE_INFINITY)
+    const pending = grpcTransport(pool)(request('bidi', new grpc.Metadata()), ctx)
+    const reason = new Error('cancelled by the caller')
+    ctx.cancel.abort(reason)
+    await expect(pending).rejects.toBe(reason)
+    expect(calls[0]!.listener).toBeUndefined()
+    expect(pool.peek('10.0.0.1:50051')!.active).toBe(0)
+  })
+
+  it('cancels the child call that grpc-js creates after a cancellation in its resolving window', async () => {
+    const cancelled: string[] = []
+    const child = { cancelWithStatus: (_c: number, d: string) => cancelled.push(`child:${d}`) }
+    // grpc-js's ResolvingCall: no child yet at the cancellation, one made a few microtasks later.
+    const resolving = {
+      child: null as unknown,
+      getConfig() {},
+      cancelWithStatus: (_c: number, d: string) => cancelled.push(`call:${d}`),
+    } as unknown as GrpcRawCall & { child: unknown }
+    cancelCall(resolving, 1, 'Cancelled on client')
+    await Promise.resolve()
+    resolving.child = child
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(cancelled).toEqual(['call:Cancelled on client', 'child:Cancelled on client'])
   })
 })

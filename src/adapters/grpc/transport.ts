@@ -174,16 +174,27 @@ function attempt(
     run.reject = reject
     run.listen()
     if (run.settled) return
-    run.started = true
-    raw.start(metadata, run)
-    if (run.streaming) io.attach(raw)
-    if (kind === 'unary' || kind === 'server-stream') {
-      const msg = io.message
-      if (msg !== undefined) raw.sendMessageWithContext(NO_CONTEXT, msg)
-      raw.halfClose()
-    }
-    if (!run.streaming) raw.startRead()
+    // A streaming attempt starts on a later microtask: a caller that cancels the stream right
+    // after opening it (grpc's cancel_after_begin) cancels an attempt never started, which
+    // never reaches the server (D38). Unary calls start at once (the hot path).
+    if (kind === 'unary') run.begin(metadata, true)
+    else queueMicrotask(() => run.begin(metadata, kind === 'server-stream'))
   })
+}
+
+/**
+ * Cancels a grpc-js call, closing a race of grpc-js's `ResolvingCall` (D38): cancelled after
+ * `start` but before its metadata filters resolved, it reports CANCELLED and yet creates and
+ * starts its child call a few microtasks later, which then reaches the server and stays open
+ * until its deadline. When the call has no child yet, the child it makes is cancelled too, once
+ * the microtasks that make it have run.
+ */
+export function cancelCall(raw: GrpcRawCall, code: number, details: string): void {
+  raw.cancelWithStatus(code, details)
+  const pending = raw as unknown as { child?: GrpcRawCall | null; getConfig?: unknown }
+  if (pending.child === null && typeof pending.getConfig === 'function') {
+    setImmediate(() => pending.child?.cancelWithStatus(code, details))
+  }
 }
 
 /**
@@ -218,11 +229,30 @@ class AttemptListener implements GrpcCallListener {
     this.cancel.listen(onAbort)
   }
 
+  /**
+   * Starts the call on its channel with `metadata`, then sends the request when it is one
+   * message (`oneMessage`: unary and server streaming); unless the attempt was cancelled first
+   * (then it never starts).
+   */
+  begin(metadata: GrpcMetadata, oneMessage: boolean): void {
+    if (this.settled) return
+    this.started = true
+    const { raw, io } = this
+    raw.start(metadata, this)
+    if (this.streaming) io.attach(raw)
+    if (oneMessage) {
+      const msg = io.message
+      if (msg !== undefined) raw.sendMessageWithContext(NO_CONTEXT, msg)
+      raw.halfClose()
+    }
+    if (!this.streaming) raw.startRead()
+  }
+
   /** The attempt's context was cancelled (deadline, lost hedge, caller, close): end the stream now. */
   abort(reason: unknown): void {
     if (this.settled) return
     this.settled = true
-    this.raw.cancelWithStatus(GrpcStatus.CANCELLED, 'Cancelled by meshlet')
+    cancelCall(this.raw, GrpcStatus.CANCELLED, 'Cancelled by meshlet')
     // A started call reports its status, which gives the channel back; one never started does not.
     if (!this.started) this.pool.release(this.entry)
     this.reject(reason)

@@ -61,6 +61,8 @@ describe('parseConfig', () => {
           loadBalancer: 'least-request',
           hashKey: undefined,
           slowStart: undefined,
+          streamTimeout: undefined,
+          channelOptions: undefined,
           locality: undefined,
           timeout: 2000,
           retry: {
@@ -109,6 +111,8 @@ describe('parseConfig', () => {
           loadBalancer: 'least-request',
           hashKey: undefined,
           slowStart: undefined,
+          streamTimeout: undefined,
+          channelOptions: undefined,
           locality: undefined,
           timeout: 15_000,
           retry: {

@@ -565,11 +565,31 @@ const service = transform(
      */
     locality: optional(locality).describe('Zone preference and failover order (needs the mesh zone).'),
     /**
-     * The whole call's deadline, every retry included; `0` disables it.
+     * The whole call's deadline, every retry included; `0` disables it. For a gRPC service it
+     * applies to unary calls; streaming calls take `streamTimeout`.
      * Default `'15s'` (15000 ms, as Envoy).
      */
     timeout: optional(duration(), '15s').describe(
       "The whole call's deadline, every retry included; 0 disables it.",
+    ),
+    /**
+     * The deadline of a gRPC streaming call (server, client or bidi streaming), from its start
+     * to its last message; `0` disables it. Default none: a stream lives until it ends, as
+     * grpc-js gives no call a deadline of its own (watch and subscribe streams run for hours).
+     * `timeout` applies to unary calls only; the caller's `deadline` call option applies to
+     * every call (decision D37).
+     */
+    streamTimeout: optional(duration()).describe(
+      'The deadline of a gRPC streaming call; 0 or unset: none (timeout applies to unary calls).',
+    ),
+    /**
+     * grpc-js channel options of this gRPC service's endpoint channels (`'grpc.keepalive_time_ms'`,
+     * `'grpc.ssl_target_name_override'`, ...): strings, numbers or booleans, over each wrapped
+     * client's own options and `withMesh`'s `channelOptions`, key by key (decision D36). Default
+     * none.
+     */
+    channelOptions: optional(record(union(string(), number(), boolean()))).describe(
+      "grpc-js channel options of a gRPC service's endpoint channels, over the client's own. Default none.",
     ),
     /** When and how failed tries are tried again. Default `{}` (all its defaults). */
     retry: optional(retry, {}).describe('When and how failed tries are tried again.'),
@@ -637,6 +657,10 @@ const service = transform(
         'slowStart',
       )
     }
+    if (s.streamTimeout !== undefined && s.protocol !== 'grpc')
+      issue(`applies to protocol "grpc", not "${s.protocol}"`, 'streamTimeout')
+    if (s.channelOptions !== undefined && s.protocol !== 'grpc')
+      issue(`applies to protocol "grpc", not "${s.protocol}"`, 'channelOptions')
     if (s.endpoints === undefined && s.discovery === undefined) {
       issue('required unless the service has discovery', 'endpoints')
     }
