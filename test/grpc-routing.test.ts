@@ -116,3 +116,46 @@ describe('gRPC routing', () => {
     }
   })
 })
+
+describe('gRPC calls by a service alias (hosts)', () => {
+  it('reaches the service by any of its hosts, and routes see the service name', async () => {
+    const v1 = await startGrpcServer({}, { name: 'v1' })
+    const v2 = await startGrpcServer({}, { name: 'v2' })
+    cleanup.push(
+      () => v1.close(),
+      () => v2.close(),
+    )
+    const mesh = createMesh({
+      services: {
+        echo: {
+          protocol: 'grpc',
+          hosts: ['echo.default.svc.cluster.local'],
+          endpoints: [
+            { url: v1.address, labels: { version: 'v1' } },
+            { url: v2.address, labels: { version: 'v2' } },
+          ],
+          subsets: { v2: { version: 'v2' } },
+        },
+      },
+      strict: true,
+    })
+    const byAlias = withMesh(
+      new EchoClient('echo.default.svc.cluster.local:50051', grpc.credentials.createInsecure()) as AnyClient,
+      mesh,
+    )
+    cleanup.push(
+      () => mesh.close({ force: true }),
+      () => byAlias.close(),
+    )
+    // A strict mesh refuses a target it does not know: an answer proves the alias named the service.
+    const { reply } = await unary(byAlias, 'a')
+    expect(['v1', 'v2']).toContain(reply?.server)
+
+    mesh.update({
+      services: mesh.config.services,
+      routes: [{ match: [{ host: 'echo' }], route: [{ service: 'echo', subset: 'v2' }] }],
+      strict: true,
+    } as MeshConfig)
+    for (let i = 0; i < 4; i++) expect((await unary(byAlias, 'b')).reply?.server).toBe('v2')
+  })
+})

@@ -376,10 +376,11 @@ function destinationOf(
   pt: PoolTransport,
   routed?: RouteDecision,
 ): Destination | undefined {
-  const own = snapshot.services.get(service)
+  const own = snapshot.hosts.get(service)
   if (!snapshot.router.empty) {
     const decision =
-      routed ?? snapshot.router.route(new GrpcRouteView(service, call.path, call.metadata), m.random)
+      routed ??
+      snapshot.router.route(new GrpcRouteView(own?.host ?? service, call.path, call.metadata), m.random)
     if (decision !== undefined) {
       const { destination, route, index } = decision
       const dest = snapshot.destinations.get(destinationKey(destination.service, destination.subset))
@@ -571,9 +572,12 @@ export function withMeshGrpc<C extends GrpcClientLike>(
       // goes to the client's own channel, as it would with no routes, unless the mesh is strict.
       const snapshot = scope as Snapshot
       if (snapshot.strict || snapshot.router.empty || service === undefined) return undefined
-      const own = snapshot.services.get(service)
+      const own = snapshot.hosts.get(service)
       if (own !== undefined && own.config.protocol === 'grpc') return undefined
-      const decision = snapshot.router.route(new GrpcRouteView(service, call.path, call.metadata), m.random)
+      const decision = snapshot.router.route(
+        new GrpcRouteView(own?.host ?? service, call.path, call.metadata),
+        m.random,
+      )
       if (decision !== undefined) {
         call.routed = decision
         return undefined
@@ -585,7 +589,7 @@ export function withMeshGrpc<C extends GrpcClientLike>(
   const channel = new MeshChannel(original, {
     createCall(path, deadline, host, parent, propagateFlags): MeshCall | undefined {
       const snapshot = m.snapshot
-      const own = service === undefined ? undefined : snapshot.services.get(service)
+      const own = service === undefined ? undefined : snapshot.hosts.get(service)
       const meshed = own !== undefined && own.config.protocol === 'grpc'
       if (service === undefined || (!meshed && snapshot.router.empty)) {
         if (!snapshot.strict || service === undefined) return undefined
@@ -594,7 +598,7 @@ export function withMeshGrpc<C extends GrpcClientLike>(
       return new MeshCall(site, snapshot, path, kind, deadline, host, parent, propagateFlags)
     },
     endpointChannels() {
-      const svc = service === undefined ? undefined : m.snapshot.services.get(service)
+      const svc = service === undefined ? undefined : m.snapshot.hosts.get(service)
       if (svc === undefined || svc.config.protocol !== 'grpc') return []
       const channels: GrpcChannel[] = []
       const { pool } = poolFor(pt, svc, m)
@@ -605,7 +609,7 @@ export function withMeshGrpc<C extends GrpcClientLike>(
       return channels
     },
     load() {
-      const svc = service === undefined ? undefined : m.snapshot.services.get(service)
+      const svc = service === undefined ? undefined : m.snapshot.hosts.get(service)
       const ptOf = svc === undefined || svc.config.protocol !== 'grpc' ? pt : poolFor(pt, svc, m)
       return ptOf.pool.load()
     },
