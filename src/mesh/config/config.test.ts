@@ -48,6 +48,7 @@ describe('parseConfig', () => {
       $schema: undefined,
       routes: [],
       strict: false,
+      meshErrors: 'reject',
       zone: undefined,
       services: {
         users: {
@@ -80,6 +81,7 @@ describe('parseConfig', () => {
           subsets: {},
           discovery: undefined,
           hedge: undefined,
+          authority: undefined,
           circuitBreaker: undefined,
           outlierDetection: undefined,
           healthCheck: undefined,
@@ -97,6 +99,7 @@ describe('parseConfig', () => {
       $schema: undefined,
       routes: [],
       strict: false,
+      meshErrors: 'reject',
       zone: undefined,
       services: {
         users: {
@@ -126,6 +129,7 @@ describe('parseConfig', () => {
           subsets: {},
           discovery: undefined,
           hedge: undefined,
+          authority: undefined,
           circuitBreaker: undefined,
           outlierDetection: undefined,
           healthCheck: undefined,
