@@ -90,7 +90,9 @@ const asService = (text: string) =>
 async function outcome(call: () => Promise<Response>, bare: boolean) {
   try {
     const res = await call()
-    const headers = [...(res.headers as unknown as Iterable<[string, string]>)].filter(([name]) => name !== 'date' && name !== 'keep-alive')
+    const headers = [...(res.headers as unknown as Iterable<[string, string]>)].filter(
+      ([name]) => name !== 'date' && name !== 'keep-alive',
+    )
     return {
       status: res.status,
       statusText: res.statusText,
