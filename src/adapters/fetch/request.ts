@@ -107,19 +107,27 @@ function fastTarget(url: string): Target | null | undefined {
   const length = url.length
   let i = start
   let labelStart = start
+  let dashes = false
   // The host: at least one character, the last label checked below.
-  for (; i < length; i++) {
+  for (let previous = 0; i < length; i++) {
     const c = url.charCodeAt(i)
     if (c >= 128 || (CLASSES[c]! & HOST) === 0) break
     if (c === 46 /* . */) labelStart = i + 1
+    else if (c === 45 /* - */ && previous === 45) dashes = true
+    previous = c
   }
   const hostEnd = i
   if (hostEnd === start) return undefined
-  if (!plainLabel(url, labelStart === hostEnd ? lastLabel(url, start, hostEnd) : labelStart, hostEnd))
-    return undefined
-  // The parser decodes and checks every `xn--` label (IDNA): leave them to it.
-  const idna = url.indexOf('xn--', start)
-  if (idna >= 0 && idna < hostEnd) return undefined
+  // A last label that starts with a letter is no number, and a host without `--` has no `xn--`
+  // label: the common case, checked inline.
+  const first = url.charCodeAt(labelStart)
+  if (!(labelStart < hostEnd && first >= 97 && first <= 122) || dashes) {
+    if (!plainLabel(url, labelStart === hostEnd ? lastLabel(url, start, hostEnd) : labelStart, hostEnd))
+      return undefined
+    // The parser decodes and checks every `xn--` label (IDNA): leave them to it.
+    const idna = url.indexOf('xn--', start)
+    if (idna >= 0 && idna < hostEnd) return undefined
+  }
   if (i < length && url.charCodeAt(i) === 58 /* : */) {
     // A port: 1-5 digits, no leading zero, at most 65535, not the scheme's default.
     const portStart = ++i
@@ -139,21 +147,26 @@ function fastTarget(url: string): Target | null | undefined {
   if (i === length) return { host, path: '/', secure, href: `${url}/`, credentials: false }
   if (url.charCodeAt(i) !== 47 /* / */) return undefined // `?`, `#`, `@`, `\`, upper case...: the parser's
   const pathStart = i
-  let bits = PATH
   let end = length
+  // The path: a `.` or `%2e` segment is resolved by the parser, so any `/.` or `/%` is left to it.
   for (; i < length; i++) {
     const c = url.charCodeAt(i)
-    if (c === 35 /* # */) {
-      end = i
-      break
-    }
-    if (c >= 128 || (CLASSES[c]! & bits) === 0) return undefined
-    if (c === 63 /* ? */) bits = QUERY
-    else if (c === 47 && bits === PATH && i + 1 < length) {
-      // A `.` or `%2e` segment is resolved by the parser: leave any `/.` or `/%` to it.
+    if (c === 47 /* / */) {
       const next = url.charCodeAt(i + 1)
       if (next === 46 || next === 37) return undefined
+    } else if (c >= 128 || (CLASSES[c]! & PATH) === 0) {
+      break
     }
+  }
+  if (i < length && url.charCodeAt(i) === 63 /* ? */) {
+    for (i++; i < length; i++) {
+      const c = url.charCodeAt(i)
+      if (c >= 128 || (CLASSES[c]! & QUERY) === 0) break
+    }
+  }
+  if (i < length) {
+    if (url.charCodeAt(i) !== 35 /* # */) return undefined
+    end = i
   }
   const path = url.slice(pathStart, end)
   return { host, path, secure, href: end === length ? url : url.slice(0, end), credentials: false }
