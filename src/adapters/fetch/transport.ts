@@ -458,9 +458,10 @@ export function fetchTransport(
         ? // Less a float's rounding error: `(start + 3000) - start` may be a hair under 3000.
           String(Math.max(0, Math.floor(ctx.deadline - ctx.startedAt + 1e-6)))
         : undefined
-    // A Request with a body is sent whole by fetch where a dispatcher of ours can take its URL
-    // to the endpoint; through any other fetch, its options and body stream are.
-    const whole = req.request !== undefined && (traits.dispatches === true || traits.node)
+    // A Request with a body is sent whole by Node's fetch (whose Request it is), a dispatcher of
+    // ours taking its URL to the endpoint; through any other fetch, its options and body stream
+    // are (undici's npm fetch would read another realm's Request as a string).
+    const whole = req.request !== undefined && traits.node
     const url = endpoint.address + req.path
     const route =
       req.authority === undefined && !whole

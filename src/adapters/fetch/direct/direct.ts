@@ -7,8 +7,8 @@
  *
  * Exactness comes from doing only the plain part and handing fetch the rest. The request is
  * sent directly only when its shape was verified against fetch (plan.ts). The answer is built
- * here only when it is plain: a status from 200 to 599, no `content-encoding`, not a redirect
- * to follow, not the answer to `HEAD`. Any other answer is handed over to fetch while it
+ * here only when it is plain: a status from 200 to 599 but 421, no `content-encoding`, not a
+ * redirect to follow, not the answer to `HEAD`. Any other answer is handed over to fetch while it
  * arrives: fetch is called with the caller's own arguments and a relay dispatcher, which gives
  * fetch's handler the status and headers already received and then the rest of the exchange,
  * so fetch decodes, follows the redirect (its next hops through the dispatcher fetch would have
@@ -252,7 +252,8 @@ class DirectCall {
     if (this.#state !== 'sending') return false
     if (status < 200) return true // informational: undici goes on to the final answer
     const pairs: [string, string][] = []
-    let plain = status <= 599 && this.#plan.method !== 'HEAD' && reasonPhrase(statusText)
+    // A 421 is fetch's to answer: it sends the request again on a new connection.
+    let plain = status <= 599 && status !== 421 && this.#plan.method !== 'HEAD' && reasonPhrase(statusText)
     for (let i = 0; i + 1 < raw.length; i += 2) {
       // Lower-cased as fetch stores them (it shows in `util.inspect`).
       const name = raw[i]!.toString('latin1').toLowerCase()
