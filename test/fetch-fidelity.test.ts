@@ -164,6 +164,34 @@ describe('nothing in the call path throws synchronously', () => {
   })
 })
 
+describe('URLs with credentials', () => {
+  it("are refused with fetch's TypeError for a service, routed or not, and never sent", async () => {
+    for (const routes of [[], [{ match: [{ path: { prefix: '/' } }], route: [{ service: 'users' }] }]]) {
+      const f = meshed({ services: { users: { endpoints: [server.url] } }, routes })
+      await expect(f('http://user:pw@users/x')).rejects.toThrow(
+        new TypeError(
+          'Request cannot be constructed from a URL that includes credentials: http://user:pw@users/x',
+        ),
+      )
+    }
+    expect(seen).toHaveLength(0)
+  })
+
+  it('pass through to the wrapped fetch for a host the mesh does not claim', async () => {
+    const calls: string[] = []
+    const stub = ((input: string) => {
+      calls.push(input)
+      return Promise.resolve(new Response('stub'))
+    }) as typeof fetch
+    for (const routes of [[], [{ match: [{ path: { prefix: '/only' } }], route: [{ service: 'users' }] }]]) {
+      const mesh = createMesh({ services: { users: { endpoints: [server.url] } }, routes })
+      meshes.push(mesh)
+      expect(await (await withMesh(stub, mesh)('http://user:pw@elsewhere/x')).text()).toBe('stub')
+    }
+    expect(calls).toEqual(['http://user:pw@elsewhere/x', 'http://user:pw@elsewhere/x'])
+  })
+})
+
 describe('cookies', () => {
   it.each<[string, MeshConfig['routes']]>([
     [

@@ -168,6 +168,9 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
           if (snapshot.strict) return Promise.reject(new UnknownServiceError(target.host))
           return passThrough(input, init)
         }
+        // Claimed by the mesh: a URL with credentials is refused as fetch refuses it, never sent
+        // with them silently dropped.
+        if (target.credentials) return Promise.reject(credentialsError(input))
         const req = request(own.name, target, input, init, own.config.propagateDeadline !== false)
         if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
         call = send(
@@ -215,6 +218,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
         if (snapshot.strict) return Promise.reject(new UnknownServiceError(host))
         return undefined
       }
+      if (target.credentials) return Promise.reject(credentialsError(input))
       if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
       return send(
         own,
@@ -224,6 +228,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
         snapshot,
       )
     }
+    if (target.credentials) return Promise.reject(credentialsError(input))
     if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
     const { route, index, destination } = decision
     const dest = snapshot.destinations.get(destinationKey(destination.service, destination.subset))
@@ -262,9 +267,8 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
 }
 
 /**
- * The pipeline request of a call the mesh claims. A URL with credentials is refused as fetch
- * refuses it (the mesh never drops them silently); an input that is not a `Request` or `URL` is
- * the URL string fetch converts it to.
+ * The pipeline request of a call to `target`; an input that is not a `Request` or `URL` is the
+ * URL string fetch converts it to.
  */
 function request(
   service: string,
@@ -273,7 +277,6 @@ function request(
   init: RequestInit | undefined,
   propagateDeadline: boolean,
 ): HttpRequest {
-  if (target.credentials) throw credentialsError(input)
   const given =
     typeof input === 'string' || input instanceof URL || input instanceof Request ? input : urlOf(input)
   return toHttpRequest(service, target.path, given, init, propagateDeadline, target)
