@@ -44,6 +44,12 @@ const meshes = new WeakMap<object, Mesh>()
  * result has fetch's exact type and accepts string, `URL` and `Request` inputs; the caller's
  * `AbortSignal` aborts the call at once and cancels the upstream request.
  *
+ * The call keeps what the caller asked for (docs/fetch-transport.md): the URL is read by the
+ * WHATWG parser as fetch reads it; an `https:` call goes only to `https://` endpoints (else
+ * `TLS_REQUIRED`); the answer's `url` is the URL asked for, not the endpoint's; a `Request`'s
+ * body is sent as fetch sends it. It never throws: every failure is a rejection (or, with
+ * `meshErrors: 'respond'`, a mesh-made failure is answered as an Envoy sidecar answers it).
+ *
  * `withMesh(fetch, config)` is a shorthand that creates the mesh; {@link meshOf} returns it.
  *
  * @example
