@@ -50,6 +50,10 @@ describe('parseTarget', () => {
     ['https:users', 'users', '/'],
     ['http://0x7f.1/x', '127.0.0.1', '/x'],
     ['http://users./x', 'users.', '/x'],
+    ['http://10.0.0.5:8080/x', '10.0.0.5', '/x'],
+    ['http://010.0.0.5/x', '8.0.0.5', '/x'],
+    ['http://1.2.3/x', '1.2.0.3', '/x'],
+    ['http://256.0.0.1.x/y', '256.0.0.1.x', '/y'],
   ])('%s -> host %s, path %s, as the WHATWG parser reads it', (url, host, path) => {
     const target = parseTarget(url)
     expect(target).toMatchObject({ host, path })
@@ -103,6 +107,13 @@ describe('parseTarget', () => {
       'Users',
       'a',
       'z9',
+      '1',
+      '10',
+      '255',
+      '256',
+      '00',
+      '1.2.3.4',
+      '127.0.0.1',
       '-',
       '_',
       '.',

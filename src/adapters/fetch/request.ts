@@ -122,7 +122,10 @@ function fastTarget(url: string): Target | null | undefined {
   // label: the common case, checked inline.
   const first = url.charCodeAt(labelStart)
   if (!(labelStart < hostEnd && first >= 97 && first <= 122) || dashes) {
-    if (!plainLabel(url, labelStart === hostEnd ? lastLabel(url, start, hostEnd) : labelStart, hostEnd))
+    if (
+      !plainLabel(url, labelStart === hostEnd ? lastLabel(url, start, hostEnd) : labelStart, hostEnd) &&
+      !dottedQuad(url, start, hostEnd)
+    )
       return undefined
     // The parser decodes and checks every `xn--` label (IDNA): leave them to it.
     const idna = url.indexOf('xn--', start)
@@ -158,7 +161,9 @@ function fastTarget(url: string): Target | null | undefined {
       break
     }
   }
+  let query = -1
   if (i < length && url.charCodeAt(i) === 63 /* ? */) {
+    query = i
     for (i++; i < length; i++) {
       const c = url.charCodeAt(i)
       if (c >= 128 || (CLASSES[c]! & QUERY) === 0) break
@@ -168,7 +173,8 @@ function fastTarget(url: string): Target | null | undefined {
     if (url.charCodeAt(i) !== 35 /* # */) return undefined
     end = i
   }
-  const path = url.slice(pathStart, end)
+  // An empty query is no `search` (`/a?` sends `/a`), though the URL keeps its `?`.
+  const path = url.slice(pathStart, query === end - 1 ? query : end)
   return { host, path, secure, href: end === length ? url : url.slice(0, end), credentials: false }
 }
 
@@ -200,6 +206,32 @@ function plainLabel(url: string, from: number, to: number): boolean {
     }
   }
   return false // all digits (or empty)
+}
+
+/**
+ * Whether a host is an IPv4 address as the parser serialises it: four decimal parts of 0-255,
+ * none with a leading zero (which the parser reads as octal). Endpoints and other hosts called
+ * by address (`http://10.0.0.5:8080`) keep the fast path.
+ */
+function dottedQuad(url: string, from: number, to: number): boolean {
+  let parts = 0
+  let value = 0
+  let digits = 0
+  for (let i = from; i <= to; i++) {
+    const c = i === to ? 46 : url.charCodeAt(i)
+    if (c === 46 /* . */) {
+      if (digits === 0 || value > 255 || ++parts > 4) return false
+      value = 0
+      digits = 0
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && value === 0) return false // a leading zero
+      value = value * 10 + (c - 48)
+      if (++digits > 3) return false
+    } else {
+      return false
+    }
+  }
+  return parts === 4
 }
 
 /** {@link parseTarget} by `new URL`, for every URL the fast path leaves to the parser. */
