@@ -253,29 +253,32 @@ function addDeadlineHeader(options: DispatchOptions, value: string): DispatchOpt
   return addHeader(options, DEADLINE_HEADER, value)
 }
 
+/** Whether `name` is `header` (lower-case) in any letter case. */
+const sameName = (name: string, header: string) =>
+  name.length === header.length && name.toLowerCase() === header
+
 /** Sets header `header` (a lower-case name) to `value` in dispatch options, as {@link addDeadlineHeader} does. */
 function addHeader(options: DispatchOptions, header: string, value: string): DispatchOptions {
-  const same = (name: string) => name.length === header.length && name.toLowerCase() === header
   const headers = options.headers
   if (headers === undefined || headers === null) return { ...options, headers: { [header]: value } }
   if (Array.isArray(headers)) {
     // undici's flat form: name, value, name, value...
     const out: unknown[] = []
     for (let i = 0; i + 1 < headers.length; i += 2) {
-      if (!same(String(headers[i]))) out.push(headers[i], headers[i + 1])
+      if (!sameName(String(headers[i]), header)) out.push(headers[i], headers[i + 1])
     }
     out.push(header, value)
     return { ...options, headers: out }
   }
   if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
     const out: Record<string, unknown> = {}
-    for (const [name, v] of headers as Iterable<[string, unknown]>) if (!same(name)) out[name] = v
+    for (const [name, v] of headers as Iterable<[string, unknown]>) if (!sameName(name, header)) out[name] = v
     out[header] = value
     return { ...options, headers: out }
   }
   const record = headers as Record<string, unknown>
   for (const name in record) {
-    if (name !== header && same(name)) delete record[name]
+    if (name !== header && sameName(name, header)) delete record[name]
   }
   record[header] = value
   return options
