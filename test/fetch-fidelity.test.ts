@@ -109,7 +109,8 @@ describe('one abort listener per shared signal', () => {
       const calls = Array.from({ length: 20 }, () =>
         f('http://users/x', { signal: controller.signal }).catch((e: unknown) => e),
       )
-      await new Promise((resolve) => setTimeout(resolve, 20))
+      // Every call in flight: the server holds all of them.
+      while (hold.requests < 20) await new Promise((resolve) => setImmediate(resolve))
       const reason = new Error('stop')
       controller.abort(reason)
       expect(await Promise.all(calls)).toEqual(Array(20).fill(reason))
