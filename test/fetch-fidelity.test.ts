@@ -165,6 +165,35 @@ describe('nothing in the call path throws synchronously', () => {
   })
 })
 
+describe('Request inputs', () => {
+  it('an idempotent Request with a body answered 503 is sent once, never retried (D10)', async () => {
+    const bodies: string[] = []
+    const failing = await startServer(async (req, res) => {
+      const chunks: Buffer[] = []
+      for await (const chunk of req) chunks.push(chunk as Buffer)
+      bodies.push(Buffer.concat(chunks).toString())
+      res.writeHead(503)
+      res.end()
+    })
+    try {
+      const f = meshed({
+        services: {
+          users: { endpoints: [failing.url], retry: { attempts: 3, backoff: { base: '1ms', max: '1ms' } } },
+        },
+      })
+      const res = await f(new Request('http://users/x', { method: 'PUT', body: 'once' }))
+      expect(res.status).toBe(503)
+      expect(res.url).toBe('http://users/x')
+      expect(bodies).toEqual(['once'])
+      // The same call with the body in init is replayable, and retried.
+      await (await f('http://users/x', { method: 'PUT', body: 'again' })).arrayBuffer()
+      expect(bodies).toEqual(['once', 'again', 'again', 'again'])
+    } finally {
+      await failing.close()
+    }
+  })
+})
+
 describe('URLs with credentials', () => {
   it("are refused with fetch's TypeError for a service, routed or not, and never sent", async () => {
     for (const routes of [[], [{ match: [{ path: { prefix: '/' } }], route: [{ service: 'users' }] }]]) {
