@@ -216,7 +216,12 @@ describe('withMesh(fetch) sends and answers as bare fetch, case by case', () => 
       await compare((base) => [new Request(`${base}/echo`, { method: 'POST', body: 'old' }), { body: 'new' }])
     })
 
-    it("a Request's own dispatcher is used, as fetch uses it", async () => {
+    // undici 7 (Node 24) keeps a Request's dispatcher in a private field, which the mesh cannot
+    // read: listed in docs/fetch-transport.md's "What differs".
+    const readable = Object.getOwnPropertySymbols(new Request('http://localhost/')).some(
+      (key) => key.description === 'dispatcher',
+    )
+    it.skipIf(!readable)("a Request's own dispatcher is used, as fetch uses it", async () => {
       const seen: string[] = []
       const { getGlobalDispatcher } = await import('undici')
       const dispatcher = {
