@@ -61,6 +61,7 @@ export {
   NoHealthyEndpointError,
   RetryBudgetExhaustedError,
   TimeoutError,
+  TlsRequiredError,
   UnknownServiceError,
 } from './core/errors.js'
 export { Events, type MeshEventListener, type MeshEvents } from './core/events.js'

@@ -121,6 +121,13 @@ async function byobBytes(res: Response): Promise<BodySummary> {
   return summary(Buffer.concat(parts))
 }
 
+/**
+ * A response's `url` as the caller of `http://svc/...` sees it: the mesh reports the URL the
+ * caller asked for (docs/fetch-transport.md), where bare fetch to the endpoint reports the
+ * endpoint's, so a bare answer's loopback origin reads as `http://svc`.
+ */
+const asCalled = (url: string) => url.replace(/^http:\/\/127\.0\.0\.1:\d+/, 'http://svc')
+
 /** Everything a caller can read off a response; the body is read by `read`, a clone's in full. */
 async function observe<T = BodySummary | null>(res: Response, read?: (res: Response) => Promise<T>) {
   const clone = res.clone()
@@ -130,7 +137,7 @@ async function observe<T = BodySummary | null>(res: Response, read?: (res: Respo
     status: res.status,
     statusText: res.statusText,
     ok: res.ok,
-    url: res.url,
+    url: asCalled(res.url),
     redirected: res.redirected,
     type: res.type,
     headers: [...(res.headers as unknown as Iterable<[string, string]>)],
@@ -140,7 +147,7 @@ async function observe<T = BodySummary | null>(res: Response, read?: (res: Respo
     bodyIsNull: res.body === null,
     body,
     clone: {
-      url: clone.url,
+      url: asCalled(clone.url),
       type: clone.type,
       status: clone.status,
       redirected: clone.redirected,
@@ -433,10 +440,10 @@ describe('withMesh(fetch) on the direct path gives what bare fetch gives', () =>
   }
 
   describe('plain answers', () => {
-    it('returns the same GET 200 text answer, its url equal to fetch-to-the-endpoint', async () => {
+    it('returns the same GET 200 text answer, its url the one the caller asked for', async () => {
       const { bare, meshed } = await compare('/text')
       expect(meshed.handlers).toEqual(['DirectCall'])
-      expect(meshed.response.url).toBe(`${server.url}/text`)
+      expect(meshed.response.url).toBe('http://svc/text')
       expect(meshed.response.body?.text).toBe('hello from /text')
       expect(bare.response.type).toBe('basic')
     })
@@ -619,7 +626,7 @@ describe('withMesh(fetch) on the direct path gives what bare fetch gives', () =>
       expect(res.constructor.name).toBe('Response')
       expect(Object.prototype.toString.call(res)).toBe('[object Response]')
       const clone = res.clone()
-      expect(clone.url).toBe(`${server.url}/text`)
+      expect(clone.url).toBe('http://svc/text')
       expect(clone.type).toBe('basic')
       expect(await clone.text()).toBe('hello from /text')
       expect(await res.text()).toBe('hello from /text')
@@ -652,7 +659,10 @@ describe('withMesh(fetch) on the direct path gives what bare fetch gives', () =>
       const bare = await fetch(`${server.url}/mixed-case`, init)
       const meshed = await f('http://svc/mixed-case', init)
       expect(spy.seen.at(-1)).toBe('DirectCall')
-      const views = [inspect(bare), inspect(meshed)]
+      const views = [
+        asCalled(inspect(bare)).replace(`url: '${server.url}`, "url: 'http://svc"),
+        inspect(meshed),
+      ]
       await Promise.all([bare.arrayBuffer(), meshed.arrayBuffer()])
       expect(views[1]).toBe(views[0])
     })
@@ -741,7 +751,7 @@ describe('withMesh(fetch) on the direct path gives what bare fetch gives', () =>
       const { meshed } = await compare(`/redirect/${status}`)
       handedOver(meshed.handlers, 2)
       expect(meshed.response.redirected).toBe(true)
-      expect(meshed.response.url).toBe(`${server.url}/landed`)
+      expect(meshed.response.url).toBe('http://svc/landed')
       expect(meshed.received.map((r) => `${r.method} ${r.url}`)).toEqual([
         `GET /redirect/${status}`,
         'GET /landed',
@@ -768,7 +778,7 @@ describe('withMesh(fetch) on the direct path gives what bare fetch gives', () =>
       const { meshed } = await compare('/chain/3')
       handedOver(meshed.handlers, 4)
       expect(meshed.received.map((r) => r.url)).toEqual(['/chain/3', '/chain/2', '/chain/1', '/landed'])
-      expect(meshed.response.url).toBe(`${server.url}/landed`)
+      expect(meshed.response.url).toBe('http://svc/landed')
       expect(meshed.response.redirected).toBe(true)
     })
 
@@ -1267,7 +1277,8 @@ describe("undici's MockAgent as the global dispatcher", () => {
       const meshed = await view(await f('http://svc/mocked', { dispatcher: spy } as Init))
       expect(seen.at(-1)).toBe('DirectCall')
       expect(bare).toEqual([200, `${origin}/mocked`, 'yes', 'from the mock'])
-      expect(meshed).toEqual(bare)
+      // The same answer; its url the one the caller asked for.
+      expect(meshed).toEqual([200, 'http://svc/mocked', 'yes', 'from the mock'])
     } finally {
       await mesh.close()
       setGlobalDispatcher(previous)

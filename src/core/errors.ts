@@ -17,6 +17,7 @@ export type MeshErrorCode =
   | 'UNKNOWN_SERVICE'
   | 'MESH_CLOSED'
   | 'CREDENTIALS_UNAVAILABLE'
+  | 'TLS_REQUIRED'
 
 /** Options common to every mesh error. */
 export interface MeshErrorOptions {
@@ -149,5 +150,25 @@ export class MeshClosedError extends MeshError {
   constructor() {
     super('MESH_CLOSED', 'the mesh is closed')
     this.name = 'MeshClosedError'
+  }
+}
+
+/**
+ * The caller asked for `https:` and the endpoint chosen for the attempt is plaintext (`http://`):
+ * the request is not sent, so that a call never goes out less secure than asked. An `http:` call
+ * to an `https://` endpoint is allowed (the endpoint's choice of TLS). Not retried, and not held
+ * against the endpoint's health.
+ */
+export class TlsRequiredError extends MeshError {
+  /** The plaintext endpoint that was refused. */
+  readonly endpoint: string
+  constructor(service: string | undefined, endpoint: string) {
+    super(
+      'TLS_REQUIRED',
+      `an https call to ${service ?? 'the service'} was not sent to the plaintext endpoint ${endpoint}`,
+      { service },
+    )
+    this.name = 'TlsRequiredError'
+    this.endpoint = endpoint
   }
 }

@@ -5,6 +5,7 @@
  */
 
 import type { HttpRequest } from '../adapters/fetch/request.js'
+import { onSignalAbort } from '../core/abort-hub.js'
 import { CallCancellation, type Cancellation } from '../core/cancel.js'
 import { type Clock, systemClock } from '../core/clock.js'
 import { Context } from '../core/context.js'
@@ -290,10 +291,11 @@ export class Mesh {
         cancel.abort(signal.reason)
         reject(signal.reason)
       }
-      signal.addEventListener('abort', onAbort, { once: true })
+      // One listener per signal however many calls share it (core/abort-hub.ts, D40).
+      const unlink = onSignalAbort(signal, onAbort)
       sent.then(
         (value) => {
-          signal.removeEventListener('abort', onAbort)
+          unlink()
           this.#finish(cancel)
           try {
             exits?.run(true, value, req, ctx)
@@ -303,7 +305,7 @@ export class Mesh {
           }
         },
         (error: unknown) => {
-          signal.removeEventListener('abort', onAbort)
+          unlink()
           this.#finish(cancel)
           try {
             exits?.run(false, error, req, ctx)

@@ -5,8 +5,15 @@
  */
 
 import { httpClassifier, idempotence } from '../adapters/fetch/classify.js'
+import { answerAsEnvoy } from '../adapters/fetch/envoy-responses.js'
 import { httpProtocol } from '../adapters/fetch/protocol.js'
-import { type HttpRequest, parseTarget, toHttpRequest, urlOf } from '../adapters/fetch/request.js'
+import {
+  type HttpRequest,
+  parseTarget,
+  type Target,
+  toHttpRequest,
+  urlOf,
+} from '../adapters/fetch/request.js'
 import {
   applyHeaderOps,
   httpAbort,
@@ -36,6 +43,12 @@ const meshes = new WeakMap<object, Mesh>()
  * service (`http://users/api/42`) is routed, balanced, retried and timed out by the mesh. The
  * result has fetch's exact type and accepts string, `URL` and `Request` inputs; the caller's
  * `AbortSignal` aborts the call at once and cancels the upstream request.
+ *
+ * The call keeps what the caller asked for (docs/fetch-transport.md): the URL is read by the
+ * WHATWG parser as fetch reads it; an `https:` call goes only to `https://` endpoints (else
+ * `TLS_REQUIRED`); the answer's `url` is the URL asked for, not the endpoint's; a `Request`'s
+ * body is sent as fetch sends it. It never throws: every failure is a rejection (or, with
+ * `meshErrors: 'respond'`, a mesh-made failure is answered as an Envoy sidecar answers it).
  *
  * `withMesh(fetch, config)` is a shorthand that creates the mesh; {@link meshOf} returns it.
  *
@@ -139,61 +152,100 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
     return m.invoke(handler, req, req.signal)
   }
 
+  /**
+   * The call, for a URL the mesh may claim. Everything that can throw is inside: fetch never
+   * throws synchronously, and neither does the mesh (a bad header, a malformed cookie, a URL
+   * with credentials all reject).
+   */
   const meshFetch = function meshFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
-    const target = parseTarget(urlOf(input))
-    if (target === undefined) return fetchFn(input, init)
-    const snapshot = m.snapshot
-    const own = snapshot.hosts.get(target.host)
-    if (snapshot.router.empty) {
-      if (own === undefined || own.config.protocol !== 'http') {
-        if (snapshot.strict) return Promise.reject(new UnknownServiceError(target.host))
-        return fetchFn(input, init)
-      }
-      let req: HttpRequest
-      try {
-        req = toHttpRequest(own.name, target.path, input, init, own.config.propagateDeadline !== false)
-      } catch (error) {
-        return Promise.reject(error)
-      }
-      return send(own, undefined, -1, req, snapshot)
+    let target: Target | undefined
+    try {
+      target = parseTarget(urlOf(input))
+    } catch (error) {
+      return Promise.reject(error) // fetch's own conversion failed (a Symbol, a throwing toString)
     }
-    // A call by one of the service's aliases (`hosts`) is routed as a call by its name.
-    return routed(own === undefined ? target.host : own.host, target.path, own, snapshot, input, init)
+    if (target === undefined) return passThrough(input, init)
+    try {
+      const snapshot = m.snapshot
+      const own = snapshot.hosts.get(target.host)
+      let call: Promise<Response>
+      if (snapshot.router.empty) {
+        if (own === undefined || own.config.protocol !== 'http') {
+          if (snapshot.strict) return Promise.reject(new UnknownServiceError(target.host))
+          return passThrough(input, init)
+        }
+        // Claimed by the mesh: a URL with credentials is refused as fetch refuses it, never sent
+        // with them silently dropped.
+        if (target.credentials) return Promise.reject(credentialsError(input))
+        const req = request(own.name, target, input, init, own.config.propagateDeadline !== false)
+        if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
+        call = send(
+          own,
+          undefined,
+          -1,
+          own.config.authority === undefined ? req : { ...req, authority: own.config.authority },
+          snapshot,
+        )
+      } else {
+        const routedCall = routed(target, own, snapshot, input, init)
+        if (routedCall === undefined) return passThrough(input, init)
+        call = routedCall
+      }
+      return snapshot.config.meshErrors === 'respond'
+        ? call.then(undefined, answerAsEnvoy(target.href))
+        : call
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
+  /** A call the mesh does not claim: fetch's as it is (which never throws synchronously either). */
+  const passThrough = (input: string | URL | Request, init: RequestInit | undefined): Promise<Response> => {
+    try {
+      return fetchFn(input, init)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** The routed call; `undefined` when no rule matches and the host is no service (it passes through). */
   const routed = (
-    host: string,
-    path: string,
+    target: Target,
     own: ServiceRuntime | undefined,
     snapshot: Snapshot,
     input: string | URL | Request,
     init: RequestInit | undefined,
-  ): Promise<Response> => {
-    let req: HttpRequest
-    try {
-      req = toHttpRequest(own?.name ?? host, path, input, init, own?.config.propagateDeadline !== false)
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    let decision: ReturnType<typeof snapshot.router.route>
-    try {
-      decision = snapshot.router.route(httpRouteView(host, req), m.random)
-    } catch (error) {
-      // A malformed cookie or header read by a rule: fetch rejects, it never throws.
-      return Promise.reject(error)
-    }
+  ): Promise<Response> | undefined => {
+    // A call by one of the service's aliases (`hosts`) is routed as a call by its name.
+    const host = own === undefined ? target.host : own.host
+    const req = request(own?.name ?? host, target, input, init, own?.config.propagateDeadline !== false)
+    const decision = snapshot.router.route(httpRouteView(host, req), m.random)
     if (decision === undefined) {
       if (own === undefined || own.config.protocol !== 'http') {
         if (snapshot.strict) return Promise.reject(new UnknownServiceError(host))
-        return fetchFn(input, init)
+        return undefined
       }
-      return send(own, undefined, -1, req, snapshot)
+      if (target.credentials) return Promise.reject(credentialsError(input))
+      if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
+      return send(
+        own,
+        undefined,
+        -1,
+        own.config.authority === undefined ? req : { ...req, authority: own.config.authority },
+        snapshot,
+      )
     }
+    if (target.credentials) return Promise.reject(credentialsError(input))
+    if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
     const { route, index, destination } = decision
     const dest = snapshot.destinations.get(destinationKey(destination.service, destination.subset))
     if (dest === undefined) return Promise.reject(new UnknownServiceError(destination.service))
     const routedReq = rewriteRequest(
-      { ...req, propagateDeadline: dest.config.propagateDeadline !== false },
+      {
+        ...req,
+        propagateDeadline: dest.config.propagateDeadline !== false,
+        authority: dest.config.authority,
+      },
       dest.service,
       route.requestHeaders,
       route.rewrite,
@@ -219,6 +271,47 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
 
   meshes.set(meshFetch, m)
   return meshFetch as typeof fetch
+}
+
+/**
+ * The pipeline request of a call to `target`; an input that is not a `Request` or `URL` is the
+ * URL string fetch converts it to.
+ */
+function request(
+  service: string,
+  target: Target,
+  input: string | URL | Request,
+  init: RequestInit | undefined,
+  propagateDeadline: boolean,
+): HttpRequest {
+  const given =
+    typeof input === 'string' || input instanceof URL || input instanceof Request ? input : urlOf(input)
+  return toHttpRequest(service, target.path, given, init, propagateDeadline, target)
+}
+
+/** fetch's refusal of a URL with a user name or password, word for word. */
+function credentialsError(input: unknown): TypeError {
+  return new TypeError(`Request cannot be constructed from a URL that includes credentials: ${urlOf(input)}`)
+}
+
+/**
+ * A call whose signal aborted before it started, answered as fetch answers it: the request is
+ * built (fetch's checks, and its taking of a `Request`'s body), its body cancelled with the
+ * reason (a caller's `ReadableStream` sees the cancel), and the call rejects with the reason.
+ */
+function abortedCall(
+  input: string | URL | Request,
+  target: Target,
+  init: RequestInit | undefined,
+  reason: unknown,
+): Promise<never> {
+  try {
+    const built = new Request(input instanceof Request || input instanceof URL ? input : target.href, init)
+    built.body?.cancel(reason).catch(noop)
+  } catch (error) {
+    return Promise.reject(error)
+  }
+  return Promise.reject(reason)
 }
 
 /** The handler-cache key of calls that matched no route. */

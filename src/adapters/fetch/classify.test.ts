@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { MeshError, TimeoutError } from '../../core/errors.js'
+import { MeshError, TimeoutError, TlsRequiredError } from '../../core/errors.js'
 import { errorKind, httpClassifier } from './classify.js'
 import { toHttpRequest } from './request.js'
 
@@ -28,6 +28,19 @@ describe('errorKind', () => {
 
 describe('httpClassifier', () => {
   const classify = httpClassifier()
+
+  it('reads status classes by RFC 9110 ranges: 600 and above is no 5xx', () => {
+    // fetch answers statuses up to 999; the Response constructor refuses them, so a stand-in.
+    const raw = (status: number) => ({ ok: true as const, value: { status } as Response })
+    expect(classify(get, raw(599))).toBe('retryable')
+    expect(classify(get, raw(600))).toBe('success')
+    expect(classify(get, raw(999))).toBe('success')
+    expect(httpClassifier(['gateway-error'])(get, raw(600))).toBe('success')
+  })
+
+  it('never holds a refused https call (TLS_REQUIRED) against the endpoint, nor retries it', () => {
+    expect(classify(get, fail(new TlsRequiredError('s', 'http://10.0.0.1:80')))).toBe('ignored')
+  })
 
   it('by default retries 5xx and 429 for idempotent requests only', () => {
     expect(classify(get, ok(200))).toBe('success')

@@ -42,8 +42,8 @@ const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_C
 /** Reads the kind of failure from an error thrown by fetch or by the mesh. */
 export function errorKind(error: unknown): ErrorKind {
   if (error instanceof TimeoutError) return error.scope === 'attempt' ? 'timeout' : 'mesh'
-  // The mesh closing says nothing of the destination.
-  if (isMeshError(error, 'MESH_CLOSED')) return 'cancelled'
+  // The mesh closing, or an https call refused a plaintext endpoint, says nothing of its health.
+  if (isMeshError(error, 'MESH_CLOSED') || isMeshError(error, 'TLS_REQUIRED')) return 'cancelled'
   if (isMeshError(error)) return 'mesh'
   if (error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError'))
     return 'cancelled'
@@ -100,7 +100,8 @@ export const isIdempotent: (req: HttpRequest) => boolean = idempotence()
 export const DEFAULT_HTTP_RETRY_ON: readonly HttpRetryOn[] = ['5xx', '429']
 
 /**
- * Builds the classifier for a set of retry conditions. Responses of 5xx are failures; one that
+ * Builds the classifier for a set of retry conditions. Responses of 5xx (500-599, RFC 9110; a
+ * status of 600 or more is a success like any other non-5xx) are failures; one that
  * matches `retryOn` is `retryable` when the request is idempotent (its method is in `methods`,
  * or it has an `Idempotency-Key`). Errors of the mesh itself
  * (circuit open, call deadline) are failures, never retried; a cancelled call is `ignored`.
@@ -125,10 +126,12 @@ export function httpClassifier(
   return function classifyHttp(req, outcome) {
     if (outcome.ok) {
       const status = outcome.value.status
+      // RFC 9110 (section 15): 5xx is 500-599; a status of 600 or more is of no class.
+      const server = status >= 500 && status <= 599
       const retryableStatus =
-        statuses.has(status) || (status >= 500 && (any5xx || (gateway && status >= 502 && status <= 504)))
+        statuses.has(status) || (server && (any5xx || (gateway && status >= 502 && status <= 504)))
       if (retryableStatus) return isIdempotent(req) ? 'retryable' : 'failure'
-      return status >= 500 ? 'failure' : 'success'
+      return server ? 'failure' : 'success'
     }
     switch (errorKind(outcome.error)) {
       case 'connect-failure':

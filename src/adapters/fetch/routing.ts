@@ -36,37 +36,52 @@ export function httpRouteView(host: string, req: HttpRequest): RouteView {
       return query.get(name) ?? undefined
     },
     cookie(name) {
-      if (cookies === undefined) {
-        cookies = new Map()
-        for (const part of (h().get('cookie') ?? '').split(';')) {
-          const eq = part.indexOf('=')
-          if (eq > 0) cookies.set(part.slice(0, eq).trim(), decodeURIComponent(part.slice(eq + 1).trim()))
-        }
-      }
+      cookies ??= parseCookies(h().get('cookie'))
       return cookies.get(name)
     },
   }
 }
 
+/**
+ * The cookies of a `Cookie` header (RFC 6265, section 5.4: `name=value` pairs separated by
+ * `;`), read as Envoy reads them for hashing and stickiness: each value as its octets, never
+ * percent-decoded (RFC 6265 gives `%` no meaning, so `promo=50%off` is the value `50%off`), a
+ * pair of surrounding double quotes removed (`cookie-value` may be quoted), and the first
+ * cookie of a name winning. Fetch joins several `Cookie` headers with `, `, so that separator
+ * is accepted too. Decision D41.
+ */
+export function parseCookies(header: string | null | undefined): Map<string, string> {
+  const cookies = new Map<string, string>()
+  if (header === null || header === undefined) return cookies
+  for (const part of header.split(/;|, /)) {
+    const eq = part.indexOf('=')
+    if (eq <= 0) continue
+    const name = part.slice(0, eq).trim()
+    if (name === '' || cookies.has(name)) continue
+    let value = part.slice(eq + 1).trim()
+    if (value.length >= 2 && value.charCodeAt(0) === 34 && value.charCodeAt(value.length - 1) === 34)
+      value = value.slice(1, -1)
+    cookies.set(name, value)
+  }
+  return cookies
+}
+
 /** Applies header changes to a copy of `headers`. */
-export function applyHeaderOps(
-  headers: HeadersInit | undefined,
-  ops: HeaderOps | undefined,
-  host?: string,
-): Headers {
+export function applyHeaderOps(headers: HeadersInit | undefined, ops: HeaderOps | undefined): Headers {
   const out = new Headers(headers)
   if (ops) {
     for (const name of ops.remove) out.delete(name)
     for (const [name, value] of Object.entries(ops.set)) out.set(name, value)
     for (const [name, value] of Object.entries(ops.add)) out.append(name, value)
   }
-  if (host !== undefined) out.set('host', host)
   return out
 }
 
 /**
- * The request as a route sends it: header changes, the matched path prefix replaced, the host
- * header set. The caller's objects are never changed.
+ * The request as a route sends it: header changes, the matched path prefix replaced, and the
+ * authority: `rewrite.host` becomes the `Host` sent upstream ({@link HttpRequest.authority};
+ * fetch itself drops a `host` header, so the transport sets it at the dispatcher). The
+ * caller's objects are never changed.
  */
 export function rewriteRequest(
   req: HttpRequest,
@@ -80,11 +95,8 @@ export function rewriteRequest(
     path = rewrite.prefix + path.slice(matchedPrefix.length)
     if (!path.startsWith('/')) path = `/${path}`
   }
-  const init =
-    ops || rewrite?.host !== undefined
-      ? { ...req.init, headers: applyHeaderOps(req.init.headers, ops, rewrite?.host) }
-      : req.init
-  return { ...req, service, path, init }
+  const init = ops ? { ...req.init, headers: applyHeaderOps(req.init.headers, ops) } : req.init
+  return { ...req, service, path, init, authority: rewrite?.host ?? req.authority }
 }
 
 /** A response with header changes (fetch responses have immutable headers: the body is carried over). */

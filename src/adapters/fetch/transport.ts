@@ -16,21 +16,23 @@
  * A call with a signal of the caller's own keeps the portable way, so that undici aborts the
  * response's body on the caller's abort exactly as bare fetch does.
  */
+import { onSignalAbort } from '../../core/abort-hub.js'
 import type { Context } from '../../core/context.js'
+import { TlsRequiredError } from '../../core/errors.js'
 import { type Handler, settlesOnCancel } from '../../core/handler.js'
 import { ENDPOINT, type Endpoint } from '../../stages/balancer/endpoint.js'
 import { DEADLINE_HEADER } from '../../stages/deadline/propagation.js'
-import { type Relay, sendDirect } from './direct/direct.js'
+import { type Relay, reportedAs, sendDirect } from './direct/direct.js'
 import { type DirectPlan, directOrigin, matchesDispatched, planDirect } from './direct/plan.js'
 import type { HttpRequest } from './request.js'
 
 /** A listener on the caller's signal that cancels one attempt's request and body. */
 interface CallerLink {
-  readonly signal: AbortSignal
-  readonly listener: () => void
+  /** Removes the listener (from the signal's one hub, core/abort-hub.ts). */
+  readonly unlink: () => void
 }
 
-const unlinkCaller = (link: CallerLink) => link.signal.removeEventListener('abort', link.listener)
+const unlinkCaller = (link: CallerLink) => link.unlink()
 
 // The caller's signal must keep cancelling a response's body after the headers arrived, as with
 // bare fetch, so the link outlives the attempt. It goes when the response is discarded by a
@@ -72,6 +74,13 @@ function withDeadlineHeader(headers: HeadersInit | undefined, value: string): He
     if (!isDeadlineHeader(key)) copy[key] = record[key]!
   }
   copy[DEADLINE_HEADER] = value
+  return copy
+}
+
+/** `headers` with `name` set to `value`, in a new `Headers` (the caller's object is never changed). */
+function withHeader(headers: HeadersInit | undefined, name: string, value: string): Headers {
+  const copy = new Headers(headers)
+  copy.set(name, value)
   return copy
 }
 
@@ -119,6 +128,8 @@ interface FetchTraits {
    * fetch function, which the direct path never replaces.
    */
   readonly shapes: Map<string, boolean> | undefined
+  /** Whether the fetch function is Node's own (which always sends through its dispatcher). */
+  readonly node: boolean
 }
 
 /** A shape verification to make at the first dispatch of an attempt. */
@@ -151,6 +162,7 @@ class AttemptDispatcher {
   readonly #target: Dispatcher | undefined
   readonly #header: string | undefined
   #verify: Verification | undefined
+  readonly #route: AttemptRoute | undefined
   /** The requests dispatched (one, or more after a redirect). */
   #requests: RequestInFlight | RequestInFlight[] | undefined = undefined
 
@@ -159,11 +171,13 @@ class AttemptDispatcher {
     target: Dispatcher | undefined,
     header: string | undefined,
     verify?: Verification,
+    route?: AttemptRoute,
   ) {
     this.#traits = traits
     this.#target = target
     this.#header = header
     this.#verify = verify
+    this.#route = route
   }
 
   /**
@@ -207,9 +221,10 @@ class AttemptDispatcher {
       else if (!verify.shapes.has(shape)) verify.shapes.set(shape, true)
     }
     const target = this.#dispatcher()
+    const requests = this.#requests
+    if (this.#route !== undefined) options = routeOptions(options, this.#route, requests === undefined)
     if (this.#header !== undefined) options = addDeadlineHeader(options, this.#header)
     const request = classic ? new ConnectHandler(handler) : new ControllerHandler(handler, this)
-    const requests = this.#requests
     if (requests === undefined) this.#requests = request
     else if (Array.isArray(requests)) requests.push(request)
     else this.#requests = [requests, request]
@@ -235,28 +250,66 @@ class AttemptDispatcher {
  * any letter case, is replaced.
  */
 function addDeadlineHeader(options: DispatchOptions, value: string): DispatchOptions {
+  return addHeader(options, DEADLINE_HEADER, value)
+}
+
+/** Whether `name` is `header` (lower-case) in any letter case. */
+const sameName = (name: string, header: string) =>
+  name.length === header.length && name.toLowerCase() === header
+
+/** Sets header `header` (a lower-case name) to `value` in dispatch options, as {@link addDeadlineHeader} does. */
+function addHeader(options: DispatchOptions, header: string, value: string): DispatchOptions {
   const headers = options.headers
-  if (headers === undefined || headers === null) return { ...options, headers: { [DEADLINE_HEADER]: value } }
+  if (headers === undefined || headers === null) return { ...options, headers: { [header]: value } }
   if (Array.isArray(headers)) {
     // undici's flat form: name, value, name, value...
     const out: unknown[] = []
     for (let i = 0; i + 1 < headers.length; i += 2) {
-      if (!isDeadlineHeader(String(headers[i]))) out.push(headers[i], headers[i + 1])
+      if (!sameName(String(headers[i]), header)) out.push(headers[i], headers[i + 1])
     }
-    out.push(DEADLINE_HEADER, value)
+    out.push(header, value)
     return { ...options, headers: out }
   }
   if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
     const out: Record<string, unknown> = {}
-    for (const [name, v] of headers as Iterable<[string, unknown]>) if (!isDeadlineHeader(name)) out[name] = v
-    out[DEADLINE_HEADER] = value
+    for (const [name, v] of headers as Iterable<[string, unknown]>) if (!sameName(name, header)) out[name] = v
+    out[header] = value
     return { ...options, headers: out }
   }
   const record = headers as Record<string, unknown>
   for (const name in record) {
-    if (name !== DEADLINE_HEADER && isDeadlineHeader(name)) delete record[name]
+    if (name !== header && sameName(name, header)) delete record[name]
   }
-  record[DEADLINE_HEADER] = value
+  record[header] = value
+  return options
+}
+
+/**
+ * Where an attempt's requests go and what `Host` they carry, when that is not simply fetch's
+ * request to the endpoint's URL: a `Request` sent whole (its own URL, `http://users/x`, is sent
+ * to the endpoint: `from` becomes `to`, and the first request's path becomes `path`), and the
+ * authority (`host`) a request to the endpoint carries instead of the endpoint's address.
+ */
+interface AttemptRoute {
+  /** The `Host` of requests to the endpoint; `undefined` for the endpoint's own. */
+  readonly host: string | undefined
+  /** The caller's origin (a `Request` sent whole), sent to `to` instead; else `undefined`. */
+  readonly from: string | undefined
+  /** The endpoint's origin. */
+  readonly to: string
+  /** The path of the attempt's first request (a route may have rewritten it). */
+  readonly path: string
+}
+
+/** Applies `route` to the options fetch dispatched; `first` for the attempt's first request. */
+function routeOptions(options: DispatchOptions, route: AttemptRoute, first: boolean): DispatchOptions {
+  const o = options as DispatchOptions & { origin?: unknown; path?: unknown }
+  if (route.from !== undefined && String(o.origin) === route.from) {
+    o.origin = route.to
+    if (first) o.path = route.path
+  }
+  // A redirect to another origin carries that origin's host, as fetch sends it.
+  if (route.host !== undefined && String(o.origin) === route.to) return addHeader(options, 'host', route.host)
   return options
 }
 
@@ -390,23 +443,42 @@ export function fetchTransport(
   fetchFn: typeof fetch,
   options?: FetchTransportOptions,
 ): Handler<HttpRequest, Response> {
+  const node = isNodeFetch(fetchFn)
   const traits: FetchTraits = {
     dispatches: undefined,
-    shapes: options?.direct !== false && isNodeFetch(fetchFn) ? new Map() : undefined,
+    shapes: options?.direct !== false && node ? new Map() : undefined,
+    node,
   }
   const fetchAttempt: Handler<HttpRequest, Response> = (req, ctx) => {
     const endpoint = ctx.get(ENDPOINT)
     if (endpoint === undefined)
       return Promise.reject(new Error('meshlet: no endpoint chosen for this attempt'))
+    // The caller asked for TLS: never a plaintext endpoint (`https://` has an `s` at 4).
+    if (req.secure === true && endpoint.address.charCodeAt(4) !== 115)
+      return Promise.reject(new TlsRequiredError(req.service, endpoint.address))
     const header =
       req.propagateDeadline && ctx.deadline !== Number.POSITIVE_INFINITY
         ? // Less a float's rounding error: `(start + 3000) - start` may be a hair under 3000.
           String(Math.max(0, Math.floor(ctx.deadline - ctx.startedAt + 1e-6)))
         : undefined
+    // A Request with a body is sent whole by Node's fetch (whose Request it is), a dispatcher of
+    // ours taking its URL to the endpoint; through any other fetch, its options and body stream
+    // are (undici's npm fetch would read another realm's Request as a string).
+    const whole = req.request !== undefined && traits.node
     const url = endpoint.address + req.path
+    const route =
+      req.authority === undefined && !whole
+        ? undefined
+        : {
+            host: req.authority,
+            from: whole ? originOfUrl(req.request!.url) : undefined,
+            to: endpointOrigin(endpoint),
+            path: req.path,
+          }
+    const attempt: Attempt = { url, whole, route, endpoint }
     let verify: Verification | undefined
     const shapes = traits.shapes
-    if (shapes !== undefined && traits.dispatches === true) {
+    if (shapes !== undefined && traits.dispatches === true && !whole) {
       const origin = originOf(endpoint)
       const plan =
         origin === undefined
@@ -414,13 +486,13 @@ export function fetchTransport(
           : planDirect(origin, req.path, req.init, header === undefined ? undefined : DEADLINE_HEADER)
       if (plan !== undefined) {
         const known = shapes.get(plan.shape)
-        if (known === true) return viaDirect(fetchFn, url, plan, req, ctx, header, traits)
+        if (known === true) return viaDirect(fetchFn, attempt, plan, req, ctx, header, traits)
         if (known === undefined) verify = { plan, shapes }
       }
     }
     if (traits.dispatches === true && req.signal === undefined)
-      return viaDispatcher(fetchFn, url, req, ctx, header, traits, verify)
-    return viaSignal(fetchFn, url, req, ctx, header, traits, verify)
+      return viaDispatcher(fetchFn, attempt, req, ctx, header, traits, verify)
+    return viaSignal(fetchFn, attempt, req, ctx, header, traits, verify)
   }
   // Every path rejects as soon as the attempt is cancelled only when fetch itself ends its
   // request at the dispatcher's failure, as the global fetch (undici's) does. A wrapper of fetch
@@ -439,6 +511,56 @@ function isNodeFetch(fn: typeof fetch): boolean {
   } catch {
     return false
   }
+}
+
+/** Where one attempt goes, as the three paths need it. */
+interface Attempt {
+  /** The endpoint's URL for the call: its address and the request's path. */
+  readonly url: string
+  /** Whether fetch is given the caller's `Request` itself ({@link HttpRequest.request}). */
+  readonly whole: boolean
+  /** What the attempt's dispatcher changes in fetch's requests, if anything. */
+  readonly route: AttemptRoute | undefined
+  /** The endpoint, whose address the answer's `url` never shows ({@link asCalled}). */
+  readonly endpoint: Endpoint
+}
+
+/** The origin of an absolute URL as the parser serialised it (`http://users/x` -> `http://users`). */
+function originOfUrl(href: string): string {
+  const slash = href.indexOf('/', href.indexOf('//') + 2)
+  return slash < 0 ? href : href.slice(0, slash)
+}
+
+/** Each endpoint's origin as fetch dispatches it (the parser's serialisation of its address). */
+const endpointOrigins = new WeakMap<Endpoint, string>()
+
+function endpointOrigin(endpoint: Endpoint): string {
+  let origin = endpointOrigins.get(endpoint)
+  if (origin === undefined) {
+    try {
+      origin = new URL(endpoint.address).origin
+    } catch {
+      origin = endpoint.address
+    }
+    endpointOrigins.set(endpoint, origin)
+  }
+  return origin
+}
+
+/**
+ * The answer as the caller sees it: its `url` the URL the caller asked for (what a sidecar's
+ * user sees), not the endpoint's. An answer from the endpoint reports `req.url`; after a
+ * redirect that stayed on the endpoint, the caller's origin with the final path; an answer from
+ * elsewhere (another origin, a stub's `''`) is left as it is.
+ */
+function asCalled(res: Response, req: HttpRequest, endpoint: Endpoint): Response {
+  const called = req.url
+  if (called === undefined) return res
+  const address = endpointOrigin(endpoint)
+  const url = res.url
+  if (!url.startsWith(address) || (url.length > address.length && url.charCodeAt(address.length) !== 47))
+    return res
+  return reportedAs(res, res.redirected ? originOfUrl(called) + url.slice(address.length) : called)
 }
 
 /** Each endpoint's address when the direct path can send to it ({@link directOrigin}), else `null`. */
@@ -460,7 +582,7 @@ function originOf(endpoint: Endpoint): string | undefined {
  */
 function viaDirect(
   fetchFn: typeof fetch,
-  url: string,
+  attempt: Attempt,
   plan: DirectPlan,
   req: HttpRequest,
   ctx: Context,
@@ -470,17 +592,19 @@ function viaDirect(
   const callerInit = req.init as DispatchInit
   const caller = callerInit.dispatcher as Dispatcher | undefined
   const dispatcher = targetOf(caller)
-  if (dispatcher === undefined) return viaDispatcher(fetchFn, url, req, ctx, header, traits, undefined)
+  if (dispatcher === undefined) return viaDispatcher(fetchFn, attempt, req, ctx, header, traits, undefined)
   return sendDirect(plan, {
     dispatcher,
     header,
+    host: req.authority,
+    url: req.url ?? plan.origin + plan.path,
     cancel: ctx.cancel,
     signal: req.signal,
     handover: (relay: Relay) => {
-      relay.next = new AttemptDispatcher(traits, caller, header)
+      relay.next = new AttemptDispatcher(traits, caller, header, undefined, attempt.route)
       const init: DispatchInit = { ...callerInit, dispatcher: relay }
       if (req.signal !== undefined) init.signal = req.signal
-      return send(fetchFn, url, init)
+      return send(fetchFn, attempt.url, init).then((res) => asCalled(res, req, attempt.endpoint))
     },
   })
 }
@@ -488,12 +612,23 @@ function viaDirect(
 const ignore = () => {}
 
 /** Calls `fetchFn`, turning a synchronous throw (a bad header) into a rejection. */
-function send(fetchFn: typeof fetch, url: string, init: DispatchInit): Promise<Response> {
+function send(fetchFn: typeof fetch, input: string | Request, init: DispatchInit): Promise<Response> {
   try {
-    return fetchFn(url, init)
+    return fetchFn(input, init)
   } catch (error) {
     return Promise.reject(error)
   }
+}
+
+/**
+ * What fetch is called with for an attempt: the endpoint's URL and the caller's options, or the
+ * caller's `Request` itself with its options but not its body (fetch takes that from the
+ * `Request`, with its length and source), for the dispatcher to send to the endpoint.
+ */
+function callOf(attempt: Attempt, req: HttpRequest, init: DispatchInit): [string | Request, DispatchInit] {
+  if (!attempt.whole) return [attempt.url, init]
+  const { body: _body, duplex: _duplex, ...rest } = init as DispatchInit & { duplex?: unknown }
+  return [req.request!, rest]
 }
 
 /**
@@ -503,7 +638,7 @@ function send(fetchFn: typeof fetch, url: string, init: DispatchInit): Promise<R
  */
 function viaDispatcher(
   fetchFn: typeof fetch,
-  url: string,
+  attempt: Attempt,
   req: HttpRequest,
   ctx: Context,
   header: string | undefined,
@@ -516,19 +651,21 @@ function viaDispatcher(
     callerInit.dispatcher as Dispatcher | undefined,
     header,
     verify,
+    attempt.route,
   )
   // Cancelled already: fetch's request fails in `dispatch`, without taking a connection.
   if (ctx.cancel.aborted) dispatcher.cancel(ctx.cancel.reason)
-  const sent = send(fetchFn, url, { ...callerInit, dispatcher })
+  const [input, init] = callOf(attempt, req, { ...callerInit, dispatcher })
+  const sent = send(fetchFn, input, init)
   // The common case: cancelling fails fetch's own request, so fetch's promise settles at once
   // and carries the outcome. No promise of the transport's own: objects kept alive while a
   // request is in flight cost a few percent of throughput at 64 concurrent calls (Node 20).
-  if (!dispatcher.failsFetchAtOnce) return settledOnCancel(sent, dispatcher, ctx, traits)
+  if (!dispatcher.failsFetchAtOnce) return settledOnCancel(sent, dispatcher, ctx, traits, req, attempt)
   const unlink = ctx.cancel.onAbort((reason) => dispatcher.cancel(reason))
   return sent.then(
     (res) => {
       unlink()
-      return answered(res, dispatcher)
+      return asCalled(answered(res, dispatcher), req, attempt.endpoint)
     },
     (error: unknown) => {
       unlink()
@@ -555,6 +692,8 @@ function settledOnCancel(
   dispatcher: AttemptDispatcher,
   ctx: Context,
   traits: FetchTraits,
+  req: HttpRequest,
+  attempt: Attempt,
 ): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     const unlink = ctx.cancel.onAbort((reason) => {
@@ -566,7 +705,7 @@ function settledOnCancel(
         unlink()
         if (!dispatcher.dispatched) traits.dispatches = false
         if (dispatcher.cancelled) res.body?.cancel().catch(ignore)
-        else resolve(res)
+        else resolve(asCalled(res, req, attempt.endpoint))
       },
       (error: unknown) => {
         unlink()
@@ -582,9 +721,7 @@ function settledOnCancel(
  * the attempt's `resolve` would keep the response, and so the listener, alive for good).
  */
 function linkCaller(signal: AbortSignal, controller: AbortController): CallerLink {
-  const link = { signal, listener: () => controller.abort(signal.reason) }
-  signal.addEventListener('abort', link.listener, { once: true })
-  return link
+  return { unlink: onSignalAbort(signal, () => controller.abort(signal.reason)) }
 }
 
 /**
@@ -594,7 +731,7 @@ function linkCaller(signal: AbortSignal, controller: AbortController): CallerLin
  */
 function viaSignal(
   fetchFn: typeof fetch,
-  url: string,
+  attempt: Attempt,
   req: HttpRequest,
   ctx: Context,
   header: string | undefined,
@@ -607,18 +744,35 @@ function viaSignal(
   // The dispatcher that learns whether fetch honours dispatchers (first answer), or the one that
   // only adds the header, cheaper there than in `init` (the signal closes the request).
   let probe: AttemptDispatcher | undefined
+  const route = attempt.route
   if (traits.dispatches === true) {
-    if (header !== undefined || verify !== undefined) {
-      probe = new AttemptDispatcher(traits, callerInit.dispatcher as Dispatcher | undefined, header, verify)
+    if (header !== undefined || verify !== undefined || route !== undefined) {
+      probe = new AttemptDispatcher(
+        traits,
+        callerInit.dispatcher as Dispatcher | undefined,
+        header,
+        verify,
+        route,
+      )
       init.dispatcher = probe
     }
   } else {
     if (header !== undefined) init.headers = withDeadlineHeader(callerInit.headers, header)
+    // A fetch that may not use dispatchers sees the authority as a header (fetch drops it).
+    if (route?.host !== undefined && traits.dispatches === false)
+      init.headers = withHeader(init.headers, 'host', route.host)
     if (traits.dispatches === undefined) {
-      probe = new AttemptDispatcher(traits, callerInit.dispatcher as Dispatcher | undefined, undefined)
+      probe = new AttemptDispatcher(
+        traits,
+        callerInit.dispatcher as Dispatcher | undefined,
+        undefined,
+        undefined,
+        route,
+      )
       init.dispatcher = probe
     }
   }
+  const [input, sentInit] = callOf(attempt, req, init)
   // Rejects at the cancellation itself, not when fetch does: a fetch function that ignores its
   // signal (a stub) must not hold the attempt past its deadline.
   return new Promise<Response>((resolve, reject) => {
@@ -628,7 +782,7 @@ function viaSignal(
       if (link !== undefined) unlinkCaller(link)
       reject(reason)
     })
-    send(fetchFn, url, init).then(
+    send(fetchFn, input, sentInit).then(
       (res) => {
         unlink()
         // An answer that never went through the dispatcher: this fetch does not (always) use one.
@@ -648,7 +802,7 @@ function viaSignal(
             finalizer.register(res, link, link)
           }
         }
-        resolve(res)
+        resolve(asCalled(res, req, attempt.endpoint))
       },
       (error: unknown) => {
         unlink()

@@ -48,6 +48,7 @@ describe('parseConfig', () => {
       $schema: undefined,
       routes: [],
       strict: false,
+      meshErrors: 'reject',
       zone: undefined,
       services: {
         users: {
@@ -101,6 +102,7 @@ describe('parseConfig', () => {
       $schema: undefined,
       routes: [],
       strict: false,
+      meshErrors: 'reject',
       zone: undefined,
       services: {
         users: {

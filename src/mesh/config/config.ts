@@ -41,6 +41,12 @@ const ENDPOINT_EXPECTED = 'an endpoint ("http://host:port" with no path, or "hos
 const ENDPOINT_PATTERN = /^(https?:\/\/[^\s/?#]+\/?|([a-zA-Z0-9.-]+|\[[0-9a-fA-F:.]+\]):[0-9]+)$/
 const HOST_PORT = /^([a-zA-Z0-9.-]+|\[[0-9a-fA-F:.]+\]):([0-9]+)$/
 
+/**
+ * An authority as the `Host` header carries it: a reg-name or IPv4 host (letters, digits and
+ * `-._~!$&'()*+,;=%`), or a bracketed IPv6 literal, with an optional port.
+ */
+const AUTHORITY = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/
+
 /** An http(s) URL becomes its origin (`http://127.0.0.1:8081`); a `host:port` is kept as is. */
 function toEndpointUrl(raw: string, issue: Report): string {
   const hostPort = HOST_PORT.exec(raw)
@@ -515,14 +521,6 @@ const service = transform(
       'Other host names that name this service (aliases); routes see the service name.',
     ),
     /**
-     * The authority (`Host` header) sent to the endpoints instead of each endpoint's own
-     * address, as a sidecar sends the service's name (`'reviews:9080'`). Default none: the
-     * endpoint's address.
-     */
-    authority: optional(
-      string({ pattern: /^[A-Za-z0-9._~-]+(:[0-9]{1,5})?$/, expected: 'a host, with an optional ":port"' }),
-    ).describe("The Host header sent to the endpoints instead of the endpoint's address."),
-    /**
      * Named subsets of the endpoints, by label selector (`{ v2: { version: 'v2' } }`), that
      * routes can send to (Istio's DestinationRule subsets). Default `{}`.
      */
@@ -626,6 +624,17 @@ const service = transform(
      * deadline, as Envoy does with its route timeout (decision D27). `true`: that timeout is
      * sent too.
      */
+    /**
+     * The authority (`Host` header) sent upstream instead of the endpoint's address, as a sidecar
+     * sends the service's name (`reviews:9080`): a host with an optional port. A route's
+     * `rewrite.host` overrides it. HTTP services only. Default: the endpoint's host and port, as
+     * fetch sends them.
+     */
+    authority: optional(
+      string({ pattern: AUTHORITY, expected: 'a host with an optional port (host[:port])' }),
+    ).describe(
+      'The Host header sent upstream instead of the endpoint address (host[:port]). Default: the endpoint address.',
+    ),
     propagateDeadline: optional(boolean()).describe(
       "Whether the time left travels to the upstream (x-meshlet-timeout-ms for HTTP, grpc-timeout for gRPC unary calls). Default: HTTP always; gRPC all but the service's own timeout alone; true: that too.",
     ),
@@ -861,7 +870,9 @@ const route = object({
   rewrite: optional(
     object({
       prefix: optional(string()).describe('Replaces the matched path prefix.'),
-      host: optional(string()).describe('The host header sent upstream.'),
+      host: optional(
+        string({ pattern: AUTHORITY, expected: 'a host with an optional port (host[:port])' }),
+      ).describe('The Host header sent upstream (host[:port]).'),
     }),
   ).describe('Path prefix and host rewrites.'),
   /**
@@ -900,6 +911,16 @@ export const meshConfigSchema = object({
    */
   strict: optional(boolean(), false).describe(
     'Whether a host naming no configured service is refused (false: it passes through untouched).',
+  ),
+  /**
+   * How a fetch call reports a failure the mesh made (a timeout, an open breaker, no healthy
+   * endpoint, a full bulkhead, a rate limit, a denial, a connection failure): `'reject'` with a
+   * `MeshError` (or fetch's `TypeError`), or `'respond'` with the `Response` an Envoy sidecar
+   * answers (504 `upstream request timeout`, 503 `no healthy upstream`, ...), for code written
+   * against a sidecar. gRPC calls are not affected. Default `'reject'`.
+   */
+  meshErrors: optional(literalUnion(['reject', 'respond']), 'reject').describe(
+    "How fetch calls report mesh-made failures: 'reject' (a MeshError) or 'respond' (Envoy's 503/504/429/403 responses).",
   ),
   /**
    * The zone this process runs in: services prefer endpoints with the same `zone` and spill to

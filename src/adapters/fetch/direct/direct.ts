@@ -7,13 +7,14 @@
  *
  * Exactness comes from doing only the plain part and handing fetch the rest. The request is
  * sent directly only when its shape was verified against fetch (plan.ts). The answer is built
- * here only when it is plain: a status from 200 to 599, no `content-encoding`, not a redirect
- * to follow, not the answer to `HEAD`. Any other answer is handed over to fetch while it
+ * here only when it is plain: a status from 200 to 599 but 421, no `content-encoding`, not a
+ * redirect to follow, not the answer to `HEAD`. Any other answer is handed over to fetch while it
  * arrives: fetch is called with the caller's own arguments and a relay dispatcher, which gives
  * fetch's handler the status and headers already received and then the rest of the exchange,
  * so fetch decodes, follows the redirect (its next hops through the dispatcher fetch would have
  * used) and reports `url`, `redirected` and `type` itself, and the request is never sent twice.
  */
+import { onSignalAbort } from '../../../core/abort-hub.js'
 import type { Cancellation } from '../../../core/cancel.js'
 import { DEADLINE_HEADER } from '../../../stages/deadline/propagation.js'
 import type { DirectPlan } from './plan.js'
@@ -36,6 +37,10 @@ export interface DirectAttempt {
   readonly dispatcher: Dispatcher
   /** The value of the deadline header (`x-meshlet-timeout-ms`), or `undefined` for none. */
   readonly header: string | undefined
+  /** The `Host` to send instead of the endpoint's address, or `undefined` (the endpoint's). */
+  readonly host: string | undefined
+  /** The answer's `url`: the URL the caller asked for. */
+  readonly url: string
   /** The attempt's cancellation (deadline, lost hedge, mesh closed): rejects the attempt with its reason. */
   readonly cancel: Cancellation
   /** The caller's signal: rejects with its reason, and errors the body after the headers. */
@@ -74,6 +79,26 @@ const AS_FETCHED: PropertyDescriptorMap = {
 function fetched(res: Response, url: string): Response {
   Object.defineProperty(res, 'url', { value: url, configurable: true })
   return Object.defineProperties(res, AS_FETCHED)
+}
+
+/** A `clone` that keeps the `url` given by {@link reportedAs}. */
+const CLONE_REPORTED: PropertyDescriptorMap = {
+  clone: {
+    value(this: Response) {
+      return reportedAs(Response.prototype.clone.call(this), this.url)
+    },
+    configurable: true,
+    writable: true,
+  },
+}
+
+/**
+ * `res` (an answer of fetch's own) reporting `url` as its `url`, and so do its clones: the URL
+ * the caller asked for, where fetch was sent to the endpoint's.
+ */
+export function reportedAs(res: Response, url: string): Response {
+  Object.defineProperty(res, 'url', { value: url, configurable: true })
+  return Object.defineProperties(res, CLONE_REPORTED)
 }
 
 /**
@@ -131,7 +156,8 @@ class DirectCall {
   #reason: unknown = undefined
   #cancelled = false
   #unlinkCancel: (() => void) | undefined = undefined
-  #onCallerAbort: (() => void) | undefined = undefined
+  /** Removes this call's listener from the caller's signal (its one hub, core/abort-hub.ts). */
+  #unlinkSignal: (() => void) | undefined = undefined
   #controller: ReadableByteStreamController | undefined = undefined
   #body: ReadableStream<Uint8Array> | null = null
   /**
@@ -155,16 +181,16 @@ class DirectCall {
       return
     }
     this.#unlinkCancel = cancel.onAbort((reason) => this.#end(reason))
-    if (signal !== undefined) {
-      this.#onCallerAbort = () => this.#end(signal.reason)
-      signal.addEventListener('abort', this.#onCallerAbort, { once: true })
-    }
+    if (signal !== undefined) this.#unlinkSignal = onSignalAbort(signal, () => this.#end(signal.reason))
     const plan = this.#plan
     const headers = plan.headers
     const header = this.#attempt.header
     // The plan is made for this attempt alone (without the caller's own spellings of the deadline
     // header): the mesh's goes last, as the dispatcher path adds it.
     if (header !== undefined) (headers as Record<string, string>)[DEADLINE_HEADER] = header
+    // undici sends a `host` header as the request's Host line, wherever it is in the list.
+    const host = this.#attempt.host
+    if (host !== undefined) (headers as Record<string, string>).host = host
     try {
       this.#attempt.dispatcher.dispatch(
         {
@@ -226,7 +252,8 @@ class DirectCall {
     if (this.#state !== 'sending') return false
     if (status < 200) return true // informational: undici goes on to the final answer
     const pairs: [string, string][] = []
-    let plain = status <= 599 && this.#plan.method !== 'HEAD' && reasonPhrase(statusText)
+    // A 421 is fetch's to answer: it sends the request again on a new connection.
+    let plain = status <= 599 && status !== 421 && this.#plan.method !== 'HEAD' && reasonPhrase(statusText)
     for (let i = 0; i + 1 < raw.length; i += 2) {
       // Lower-cased as fetch stores them (it shows in `util.inspect`).
       const name = raw[i]!.toString('latin1').toLowerCase()
@@ -258,10 +285,7 @@ class DirectCall {
             { highWaterMark: BODY_HIGH_WATER_MARK },
           )
         }
-        res = fetched(
-          new Response(body, { status, statusText, headers: pairs }),
-          this.#plan.origin + this.#plan.path,
-        )
+        res = fetched(new Response(body, { status, statusText, headers: pairs }), this.#attempt.url)
       } catch {
         // Whatever a constructed Response refuses and fetch takes is fetch's to answer.
         res = undefined
@@ -337,9 +361,9 @@ class DirectCall {
   }
 
   #unlinkCaller(): void {
-    if (this.#onCallerAbort !== undefined) {
-      this.#attempt.signal!.removeEventListener('abort', this.#onCallerAbort)
-      this.#onCallerAbort = undefined
+    if (this.#unlinkSignal !== undefined) {
+      this.#unlinkSignal()
+      this.#unlinkSignal = undefined
     }
   }
 
