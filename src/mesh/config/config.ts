@@ -10,6 +10,7 @@ import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import {
   array,
   boolean,
+  childPath,
   deepFreeze,
   duration,
   formatValue,
@@ -31,6 +32,7 @@ const SERVICE_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$/
 
 const serviceName = string({
   pattern: SERVICE_NAME,
+  maxLength: 253,
   expected: 'a service name (letters, digits, "." and "-", starting and ending with a letter or digit)',
 })
 
@@ -63,17 +65,54 @@ function toEndpointUrl(raw: string, issue: Report): string {
 }
 
 const endpointUrl = transform(
-  string({ pattern: ENDPOINT_PATTERN, expected: ENDPOINT_EXPECTED }),
+  string({ pattern: ENDPOINT_PATTERN, expected: ENDPOINT_EXPECTED, maxLength: 2048 }),
   toEndpointUrl,
 )
 
+/** The largest count window of a circuit breaker: it keeps one slot per call. */
+const MAX_COUNT_WINDOW = 10_000
+
+/** The upper bound of counts (failures in a row, calls, requests, limits): 1,000,000. */
+const COUNT_MAX = 1_000_000
+
+// RFC 9110 5.1: a field name is a token; 5.5: a field value is visible characters, spaces and
+// tabs, and obs-text (bytes 0x80-0xff, which fetch's Headers takes as a ByteString): never CR,
+// LF, NUL or another control. Checked when the config is parsed, so that a header operation never
+// throws in a call (on the response side the upstream has already run: a throw there would make a
+// retrying caller send the request twice).
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+/** A header name: an RFC 9110 token, at most 256 characters. */
+const headerName = string({ pattern: TOKEN, maxLength: 256, expected: 'a header name (an RFC 9110 token)' })
+/** A header value: no CR, LF, NUL or other control, at most 8,192 characters. */
+const headerValue = string({
+  pattern: FIELD_VALUE,
+  maxLength: 8192,
+  expected: 'a header value (no CR, LF, NUL or other control character)',
+})
+/** Headers by name, as route header operations and fallbacks give them. */
+const headerMap = record(headerValue, { key: headerName })
+/** A cookie name: an RFC 9110 token (RFC 6265 4.1.1), at most 256 characters. */
+const cookieName = string({ pattern: TOKEN, maxLength: 256, expected: 'a cookie name (an RFC 9110 token)' })
+/** A `host` header: a host (name, IPv4 or [IPv6]) with an optional port. */
+const hostHeader = string({
+  pattern: /^([A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$/,
+  maxLength: 261,
+  expected: 'a host, with an optional port ("users.internal", "10.0.0.1:8080")',
+})
+
 const DEFAULT_WEIGHT = 1
+/** The largest endpoint weight (Envoy's load-balancing weights are bounded the same way). */
+const MAX_WEIGHT = 1_000_000
 
 const endpointObject = object({
   /** Where to send calls: `http(s)://host[:port]` for http services, `host:port` for grpc ones. Required. */
   url: endpointUrl.describe('For http services an http(s) URL with no path; for grpc services "host:port".'),
-  /** The endpoint's share of traffic relative to the others, a positive integer. Default `1`. */
-  weight: optional(integer({ min: 1 }), DEFAULT_WEIGHT).describe('Share of traffic relative to the others.'),
+  /** The endpoint's share of traffic relative to the others, 1..1,000,000. Default `1`. */
+  weight: optional(integer({ min: 1, max: MAX_WEIGHT }), DEFAULT_WEIGHT).describe(
+    'Share of traffic relative to the others.',
+  ),
   /** Labels that subsets select on (`{ version: 'v2' }`). Default `{}`. */
   labels: optional(record(string()), {}).describe('Labels that subsets select on.'),
   /** The zone the endpoint runs in, for zone-aware balancing. Default none. */
@@ -144,8 +183,10 @@ const budget = object({
   ),
   /** Retries allowed per call (kind `ratio`), 0..1000. Default `0.2`. */
   ratio: optional(number({ min: 0, max: 1000 }), 0.2).describe('Retries allowed per call (kind ratio).'),
-  /** Retries always allowed per second (kind `ratio`). Default `10`. */
-  minPerSecond: optional(number({ min: 0 }), 10).describe('Retries always allowed per second (kind ratio).'),
+  /** Retries always allowed per second (kind `ratio`), 0..1,000,000. Default `10`. */
+  minPerSecond: optional(number({ min: 0, max: COUNT_MAX }), 10).describe(
+    'Retries always allowed per second (kind ratio).',
+  ),
   /** How long a call's deposit counts (kind `ratio`), 1 s..60 s. Default `'10s'`. */
   ttl: optional(duration(), '10s').describe("How long a call's deposit counts (kind ratio), 1s..60s."),
   /** Tokens when full (kind `throttling`), (0, 1000]. Default `10`. */
@@ -207,65 +248,96 @@ const hedge = object({
   maxAttempts: optional(integer({ min: 2, max: 5 }), 2).describe('Attempts at most, the first included.'),
 })
 
-const circuitBreaker = object({
-  /** Open after this many failures in a row; `0` turns this trigger off. Default `5`. */
-  consecutiveFailures: optional(integer({ min: 0 }), 5).describe(
-    'Open after this many failures in a row (0: off).',
-  ),
-  /**
-   * Open when the failure rate over the window reaches this percent (1..100), once the window
-   * holds `minimumCalls`; `0` turns this trigger off. Default `0`.
-   */
-  failureRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
-    'Open when the failure rate over the window reaches this percent (0: off).',
-  ),
-  /**
-   * Open when the share of calls slower than `slowCallDuration` reaches this percent (1..100),
-   * as resilience4j's `slowCallRateThreshold`; `0` turns it off. Default `0`.
-   */
-  slowCallRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
-    'Open when the share of slow calls reaches this percent (0: off).',
-  ),
-  /** A call slower than this counts as slow. Default `'5s'`. */
-  slowCallDuration: optional(duration(), '5s').describe('A call slower than this counts as slow.'),
-  /**
-   * The window the rates are computed over: the last `windowSize` calls (`'count'`) or the
-   * last `windowSize` ms (`'time'`, a duration). Default `'count'`.
-   */
-  windowType: optional(literalUnion(['count', 'time']), 'count').describe(
-    'Rates over the last N calls or the last N ms.',
-  ),
-  /** Calls (count window) or a duration (time window). Default `100` (calls) or `'60s'`. */
-  windowSize: optional(duration()).describe('Calls (count window) or a duration (time window).'),
-  /** Calls the window must hold before a rate can open the breaker. Default `20`. */
-  minimumCalls: optional(integer({ min: 1 }), 20).describe(
-    'Calls the window must hold before a rate can open it.',
-  ),
-  /** How long the breaker stays open before it lets probes through. Default `'5s'`. */
-  halfOpenAfter: optional(duration(), '5s').describe('How long the breaker stays open before probing.'),
-  /** Each time it opens again without closing in between, the open time is multiplied by this. Default `2`. */
-  backoffFactor: optional(number({ min: 1, max: 10 }), 2).describe(
-    'Growth of the open time on repeated opens.',
-  ),
-  /** The longest open time, however often it reopens. Default `'60s'`. */
-  maxHalfOpenAfter: optional(duration(), '60s').describe('The longest open time.'),
-  /** Calls let through while half-open. Default `1`. */
-  halfOpenProbes: optional(integer({ min: 1, max: 100 }), 1).describe('Calls let through while half-open.'),
-  /** Successful probes needed to close again (at most `halfOpenProbes`). Default `1`. */
-  successThreshold: optional(integer({ min: 1, max: 100 }), 1).describe('Successful probes needed to close.'),
-})
+const circuitBreaker = transform(
+  object({
+    /** Open after this many failures in a row (0..1,000,000); `0` turns this trigger off. Default `5`. */
+    consecutiveFailures: optional(integer({ min: 0, max: COUNT_MAX }), 5).describe(
+      'Open after this many failures in a row (0: off).',
+    ),
+    /**
+     * Open when the failure rate over the window reaches this percent (1..100), once the window
+     * holds `minimumCalls`; `0` turns this trigger off. Default `0`.
+     */
+    failureRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
+      'Open when the failure rate over the window reaches this percent (0: off).',
+    ),
+    /**
+     * Open when the share of calls slower than `slowCallDuration` reaches this percent (1..100),
+     * as resilience4j's `slowCallRateThreshold`; `0` turns it off. Default `0`.
+     */
+    slowCallRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
+      'Open when the share of slow calls reaches this percent (0: off).',
+    ),
+    /** A call slower than this counts as slow. Default `'5s'`. */
+    slowCallDuration: optional(duration(), '5s').describe('A call slower than this counts as slow.'),
+    /**
+     * The window the rates are computed over: the last `windowSize` calls (`'count'`) or the
+     * last `windowSize` ms (`'time'`, a duration). Default `'count'`.
+     */
+    windowType: optional(literalUnion(['count', 'time']), 'count').describe(
+      'Rates over the last N calls or the last N ms.',
+    ),
+    /**
+     * Calls (count window, a whole number 1..10,000: the window keeps one slot per call) or a
+     * duration (time window, 1 ms..24.8 days). Default `100` (calls) or `'60s'`.
+     */
+    windowSize: optional(duration()).describe('Calls (count window) or a duration (time window).'),
+    /** Calls the window must hold before a rate can open the breaker, 1..1,000,000. Default `20`. */
+    minimumCalls: optional(integer({ min: 1, max: COUNT_MAX }), 20).describe(
+      'Calls the window must hold before a rate can open it.',
+    ),
+    /** How long the breaker stays open before it lets probes through. Default `'5s'`. */
+    halfOpenAfter: optional(duration(), '5s').describe('How long the breaker stays open before probing.'),
+    /** Each time it opens again without closing in between, the open time is multiplied by this. Default `2`. */
+    backoffFactor: optional(number({ min: 1, max: 10 }), 2).describe(
+      'Growth of the open time on repeated opens.',
+    ),
+    /** The longest open time, however often it reopens. Default `'60s'`. */
+    maxHalfOpenAfter: optional(duration(), '60s').describe('The longest open time.'),
+    /** Calls let through while half-open. Default `1`. */
+    halfOpenProbes: optional(integer({ min: 1, max: 100 }), 1).describe('Calls let through while half-open.'),
+    /** Successful probes needed to close again (at most `halfOpenProbes`). Default `1`. */
+    successThreshold: optional(integer({ min: 1, max: 100 }), 1).describe(
+      'Successful probes needed to close.',
+    ),
+  }),
+  (cb, issue) => {
+    // A count window keeps one slot per call: its size is bounded so a config cannot allocate
+    // gigabytes (3e9 did, 1e10 threw a RangeError).
+    const size = cb.windowSize
+    if (
+      size !== undefined &&
+      cb.windowType === 'count' &&
+      (!Number.isInteger(size) || size < 1 || size > MAX_COUNT_WINDOW)
+    ) {
+      issue(
+        `expected a whole number of calls from 1 to ${MAX_COUNT_WINDOW} for a count window, got ${size}`,
+        'windowSize',
+      )
+    } else if (size !== undefined && cb.windowType === 'time' && size < 1) {
+      issue(`expected a time window of at least 1ms, got ${size}ms`, 'windowSize')
+    }
+    return cb
+  },
+)
 
 const successRateEjection = object({
-  /** Eject when success rate < mean - stdevFactor x stdev. Default `1.9` (A50's 1900 / 1000). */
-  stdevFactor: optional(number({ min: 0 }), 1.9).describe('Eject below mean - stdevFactor x stdev.'),
+  /** Eject when success rate < mean - stdevFactor x stdev, 0..1000. Default `1.9` (A50's 1900 / 1000). */
+  stdevFactor: optional(number({ min: 0, max: 1000 }), 1.9).describe(
+    'Eject below mean - stdevFactor x stdev.',
+  ),
   /** Percent of the time an ejection found this way is enforced. Default `100`. */
   enforcementPercentage: optional(number({ min: 0, max: 100 }), 100).describe(
     'Percent of ejections enforced.',
   ),
-  /** Endpoints with `requestVolume` needed for this check to run. Default `5`. */
-  minimumHosts: optional(integer({ min: 1 }), 5).describe('Endpoints with enough volume needed.'),
-  /** Requests an endpoint needs in the interval to be judged. Default `100`. */
-  requestVolume: optional(integer({ min: 1 }), 100).describe('Requests needed in an interval to be judged.'),
+  /** Endpoints with `requestVolume` needed for this check to run, 1..1,000,000. Default `5`. */
+  minimumHosts: optional(integer({ min: 1, max: COUNT_MAX }), 5).describe(
+    'Endpoints with enough volume needed.',
+  ),
+  /** Requests an endpoint needs in the interval to be judged, 1..1,000,000. Default `100`. */
+  requestVolume: optional(integer({ min: 1, max: COUNT_MAX }), 100).describe(
+    'Requests needed in an interval to be judged.',
+  ),
 })
 
 const failurePercentageEjection = object({
@@ -275,18 +347,22 @@ const failurePercentageEjection = object({
   enforcementPercentage: optional(number({ min: 0, max: 100 }), 100).describe(
     'Percent of ejections enforced.',
   ),
-  /** Endpoints with `requestVolume` needed for this check to run. Default `5`. */
-  minimumHosts: optional(integer({ min: 1 }), 5).describe('Endpoints with enough volume needed.'),
-  /** Requests an endpoint needs in the interval to be judged. Default `50`. */
-  requestVolume: optional(integer({ min: 1 }), 50).describe('Requests needed in an interval to be judged.'),
+  /** Endpoints with `requestVolume` needed for this check to run, 1..1,000,000. Default `5`. */
+  minimumHosts: optional(integer({ min: 1, max: COUNT_MAX }), 5).describe(
+    'Endpoints with enough volume needed.',
+  ),
+  /** Requests an endpoint needs in the interval to be judged, 1..1,000,000. Default `50`. */
+  requestVolume: optional(integer({ min: 1, max: COUNT_MAX }), 50).describe(
+    'Requests needed in an interval to be judged.',
+  ),
 })
 
 const outlierDetection = object({
   /**
    * Eject an endpoint at the failure that makes this many in a row (as Envoy's
-   * `consecutive_5xx`); `0` turns it off. Default `5`.
+   * `consecutive_5xx`), 0..1,000,000; `0` turns it off. Default `5`.
    */
-  consecutiveFailures: optional(integer({ min: 0 }), 5).describe(
+  consecutiveFailures: optional(integer({ min: 0, max: COUNT_MAX }), 5).describe(
     'Eject after this many failures in a row (0: off).',
   ),
   /** How often the rate-based checks run (lazily, on the next call). Default `'10s'`. */
@@ -317,36 +393,52 @@ const outlierDetection = object({
 
 const healthCheck = object({
   /** The HTTP path probed (a 2xx answer is healthy); for gRPC services, `grpc.health.v1` is used. Default `'/healthz'`. */
-  path: optional(string({ pattern: /^\//, expected: 'a path starting with "/"' }), '/healthz').describe(
-    'The HTTP path probed.',
-  ),
+  path: optional(
+    string({
+      pattern: /^\/[\x21-\x7e]*$/,
+      expected: 'a path starting with "/" (no spaces or controls)',
+      maxLength: 2048,
+    }),
+    '/healthz',
+  ).describe('The HTTP path probed.'),
   /** Time between probes of one endpoint, jittered by up to 10%. Default `'10s'`. */
   interval: optional(duration(), '10s').describe('Time between probes of one endpoint.'),
   /** A probe slower than this fails. Default `'1s'`. */
   timeout: optional(duration(), '1s').describe('A probe slower than this fails.'),
-  /** Successful probes in a row that make an unhealthy endpoint healthy. Default `2`. */
-  healthyThreshold: optional(integer({ min: 1 }), 2).describe('Successes in a row to become healthy.'),
-  /** Failed probes in a row that make an endpoint unhealthy. Default `3`. */
-  unhealthyThreshold: optional(integer({ min: 1 }), 3).describe('Failures in a row to become unhealthy.'),
+  /** Successful probes in a row that make an unhealthy endpoint healthy, 1..1000. Default `2`. */
+  healthyThreshold: optional(integer({ min: 1, max: 1000 }), 2).describe(
+    'Successes in a row to become healthy.',
+  ),
+  /** Failed probes in a row that make an endpoint unhealthy, 1..1000. Default `3`. */
+  unhealthyThreshold: optional(integer({ min: 1, max: 1000 }), 3).describe(
+    'Failures in a row to become unhealthy.',
+  ),
 })
 
 const concurrency = object({
-  /** Calls in flight to the whole service at once; `0` for no limit. Default `0`. */
-  max: optional(integer({ min: 0 }), 0).describe('Calls in flight to the service at once (0: no limit).'),
-  /** Calls that may wait for a slot when `max` is reached; the rest fail at once. Default `0`. */
-  queue: optional(integer({ min: 0 }), 0).describe('Calls that may wait for a slot.'),
+  /** Calls in flight to the whole service at once, 0..1,000,000; `0` for no limit. Default `0`. */
+  max: optional(integer({ min: 0, max: COUNT_MAX }), 0).describe(
+    'Calls in flight to the service at once (0: no limit).',
+  ),
+  /** Calls that may wait for a slot when `max` is reached (0..1,000,000); the rest fail at once. Default `0`. */
+  queue: optional(integer({ min: 0, max: COUNT_MAX }), 0).describe('Calls that may wait for a slot.'),
   /** The longest a call waits in the queue (the deadline also bounds it). Default `'1s'`. */
   queueTimeout: optional(duration(), '1s').describe('The longest wait in the queue.'),
-  /** Attempts in flight to one endpoint at once; `0` for no limit. Default `0`. */
-  perEndpoint: optional(integer({ min: 0 }), 0).describe('Attempts in flight to one endpoint (0: no limit).'),
+  /** Attempts in flight to one endpoint at once, 0..1,000,000; `0` for no limit. Default `0`. */
+  perEndpoint: optional(integer({ min: 0, max: COUNT_MAX }), 0).describe(
+    'Attempts in flight to one endpoint (0: no limit).',
+  ),
   /**
    * Adapt `max` to measured latency (Netflix concurrency-limits): `'gradient2'` or `'vegas'`,
    * starting at `max` (or 20) and never above `maxLimit`. Default none (a fixed limit).
    */
   adaptive: optional(literalUnion(['gradient2', 'vegas'])).describe('Adapt the limit to latency.'),
-  /** The ceiling of an adaptive limit. Default `200`. */
-  maxLimit: optional(integer({ min: 1 }), 200).describe('The ceiling of an adaptive limit.'),
+  /** The ceiling of an adaptive limit, 1..1,000,000. Default `200`. */
+  maxLimit: optional(integer({ min: 1, max: COUNT_MAX }), 200).describe('The ceiling of an adaptive limit.'),
 })
+
+/** Statuses whose responses have no body (fetch's null body statuses). */
+const NULL_BODY_STATUSES = [101, 103, 204, 205, 304]
 
 const FALLBACK_CODES = [
   'TIMEOUT',
@@ -358,24 +450,32 @@ const FALLBACK_CODES = [
   'ERROR',
 ] as const
 
-const fallback = object({
-  /**
-   * The failures that get the fallback: mesh error codes, or `'ERROR'` for any other error of
-   * the call (a network error that survived the retries). Default
-   * `['CIRCUIT_OPEN', 'NO_HEALTHY_ENDPOINT', 'BULKHEAD_FULL']`.
-   */
-  on: optional(array(literalUnion(FALLBACK_CODES), { min: 1 }), [
-    'CIRCUIT_OPEN',
-    'NO_HEALTHY_ENDPOINT',
-    'BULKHEAD_FULL',
-  ]).describe('The failures that get the fallback.'),
-  /** The status of the static response. Default `503`. */
-  status: optional(integer({ min: 200, max: 599 }), 503).describe('The status of the static response.'),
-  /** The body of the static response. Default `''`. */
-  body: optional(string(), '').describe('The body of the static response.'),
-  /** Headers of the static response. Default `{}`. */
-  headers: optional(record(string()), {}).describe('Headers of the static response.'),
-})
+const fallback = transform(
+  object({
+    /**
+     * The failures that get the fallback: mesh error codes, or `'ERROR'` for any other error of
+     * the call (a network error that survived the retries). Default
+     * `['CIRCUIT_OPEN', 'NO_HEALTHY_ENDPOINT', 'BULKHEAD_FULL']`.
+     */
+    on: optional(array(literalUnion(FALLBACK_CODES), { min: 1 }), [
+      'CIRCUIT_OPEN',
+      'NO_HEALTHY_ENDPOINT',
+      'BULKHEAD_FULL',
+    ]).describe('The failures that get the fallback.'),
+    /** The status of the static response. Default `503`. */
+    status: optional(integer({ min: 200, max: 599 }), 503).describe('The status of the static response.'),
+    /** The body of the static response. Default `''`. */
+    body: optional(string(), '').describe('The body of the static response.'),
+    /** Headers of the static response: RFC 9110 names and values. Default `{}`. */
+    headers: optional(headerMap, {}).describe('Headers of the static response.'),
+  }),
+  (f, issue) => {
+    // fetch's Response refuses a body with these statuses: refused here, not at the call.
+    if (NULL_BODY_STATUSES.includes(f.status) && f.body !== '')
+      issue(`expected an empty body with status ${f.status}`, 'body')
+    return f
+  },
+)
 
 const subsetName = string({
   pattern: /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/,
@@ -420,9 +520,9 @@ const discovery = transform(
 const hashKey = transform(
   object({
     /** Hash this request header (for gRPC, this metadata key). */
-    header: optional(string()).describe('Hash this request header (gRPC: metadata key).'),
-    /** Hash this cookie. */
-    cookie: optional(string()).describe('Hash this cookie.'),
+    header: optional(headerName).describe('Hash this request header (gRPC: metadata key).'),
+    /** Hash this cookie (a cookie name: an RFC 9110 token). */
+    cookie: optional(cookieName).describe('Hash this cookie.'),
     /** `true`: hash the path, without its query. */
     path: optional(boolean()).describe('true: hash the path, without its query.'),
     /** Hash this query parameter. */
@@ -439,8 +539,8 @@ const slowStart = transform(
   object({
     /** How long a new endpoint's weight takes to ramp up to its full value. Required. */
     window: duration().describe("How long a new endpoint's weight takes to ramp up."),
-    /** The ramp's shape: `1` is linear, above 1 ramps faster at first, below 1 slower. Default `1`. */
-    aggression: optional(number({ min: 0.001 }), 1).describe(
+    /** The ramp's shape, 0.001..1000: `1` is linear, above 1 faster at first, below 1 slower. Default `1`. */
+    aggression: optional(number({ min: 0.001, max: 1000 }), 1).describe(
       "The ramp's shape: 1 linear, above 1 faster at first, below 1 slower.",
     ),
   }),
@@ -581,13 +681,6 @@ const service = transform(
         'successThreshold',
       )
     }
-    if (cb && cb.windowType === 'count' && cb.windowSize !== undefined && !Number.isInteger(cb.windowSize)) {
-      issue(
-        `expected a whole number of calls for a count window, got ${cb.windowSize}`,
-        'circuitBreaker',
-        'windowSize',
-      )
-    }
     const { ttl } = s.retry.budget
     if (ttl < 1000 || ttl > 60_000)
       issue(`expected a duration from 1s to 60s, got ${ttl}ms`, 'retry', 'budget', 'ttl')
@@ -671,8 +764,10 @@ const routeMatch = object({
   methods: optional(array(string())).describe('Methods. Default any.'),
   /** The path (for gRPC, the full method name `/pkg.Service/Method`). Default: any path. */
   path: optional(pathMatch).describe('The path (for gRPC, /pkg.Service/Method). Default any.'),
-  /** Headers (for gRPC, metadata), by lower-case name; all must match. Default none. */
-  headers: optional(record(stringMatch)).describe('Headers (gRPC metadata), all must match.'),
+  /** Headers (for gRPC, metadata), by lower-case name (an RFC 9110 token); all must match. Default none. */
+  headers: optional(record(stringMatch, { key: headerName })).describe(
+    'Headers (gRPC metadata), all must match.',
+  ),
   /** Query parameters, by name; all must match. Default none. */
   query: optional(record(stringMatch)).describe('Query parameters, all must match.'),
 })
@@ -687,12 +782,12 @@ const destination = object({
 })
 
 const headerOps = object({
-  /** Headers to set (replacing any value). Default `{}`. */
-  set: optional(record(string()), {}).describe('Headers to set.'),
-  /** Headers to append. Default `{}`. */
-  add: optional(record(string()), {}).describe('Headers to append.'),
-  /** Headers to remove. Default `[]`. */
-  remove: optional(array(string()), []).describe('Headers to remove.'),
+  /** Headers to set (replacing any value): RFC 9110 names and values. Default `{}`. */
+  set: optional(headerMap, {}).describe('Headers to set.'),
+  /** Headers to append: RFC 9110 names and values. Default `{}`. */
+  add: optional(headerMap, {}).describe('Headers to append.'),
+  /** Headers to remove, by name. Default `[]`. */
+  remove: optional(array(headerName), []).describe('Headers to remove.'),
 })
 
 const fault = object({
@@ -761,8 +856,8 @@ const route = object({
   sticky: optional(
     transform(
       object({
-        header: optional(string()).describe('A header to hash.'),
-        cookie: optional(string()).describe('A cookie to hash.'),
+        header: optional(headerName).describe('A header to hash.'),
+        cookie: optional(cookieName).describe('A cookie to hash.'),
         query: optional(string()).describe('A query parameter to hash.'),
       }),
       (k, issue) => {
@@ -784,7 +879,7 @@ const route = object({
   rewrite: optional(
     object({
       prefix: optional(string()).describe('Replaces the matched path prefix.'),
-      host: optional(string()).describe('The host header sent upstream.'),
+      host: optional(hostHeader).describe('The host header sent upstream.'),
     }),
   ).describe('Path prefix and host rewrites.'),
   /**
@@ -866,26 +961,68 @@ export function parseConfig(input: unknown): ResolvedMeshConfig {
   const issues: ConfigIssue[] = []
   const config = meshConfigSchema.parse(input, '', issues)
   if (config !== undefined) checkReferences(config, issues)
-  if (issues.length > 0 || config === undefined) throw new ConfigInvalidError(issues)
+  if (issues.length > 0 || config === undefined) throw new ConfigInvalidError(bounded(issues))
   return deepFreeze(config)
 }
 
-/** Routes may only name services and subsets that exist. */
+/** The most issues an error lists; the rest are counted, so a message stays bounded (D46). */
+const MAX_ISSUES = 100
+
+function bounded(issues: ConfigIssue[]): ConfigIssue[] {
+  if (issues.length <= MAX_ISSUES) return issues
+  const more = issues.length - MAX_ISSUES
+  return [
+    ...issues.slice(0, MAX_ISSUES),
+    { path: '', message: `and ${more} more problem${more === 1 ? '' : 's'}` },
+  ]
+}
+
+/** The names in a message: at most 10, quoted, then how many more. */
+function names(keys: readonly string[], none: string): string {
+  if (keys.length === 0) return none
+  const shown = keys.slice(0, 10).map((k) => formatValue(k))
+  return keys.length > 10 ? `${shown.join(', ')} and ${keys.length - 10} more` : shown.join(', ')
+}
+
+/**
+ * Routes may only name services and subsets that exist, looked up by own key only (D47): a
+ * route to `constructor` names no service, whatever `Object.prototype` holds.
+ */
 function checkReferences(config: ResolvedMeshConfig, issues: ConfigIssue[]): void {
   const check = (path: string, service: string, subset: string | undefined) => {
-    const svc = config.services[service]
+    const svc = Object.hasOwn(config.services, service) ? config.services[service] : undefined
     if (svc === undefined) {
-      const known = Object.keys(config.services)
       issues.push({
         path: `${path}.service`,
-        message: `expected a configured service (${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none is configured'}), got "${service}"`,
+        message: `expected a configured service (${names(Object.keys(config.services), 'none is configured')}), got ${formatValue(service)}`,
       })
-    } else if (subset !== undefined && !(subset in svc.subsets)) {
-      const known = Object.keys(svc.subsets)
+    } else if (subset !== undefined && !Object.hasOwn(svc.subsets, subset)) {
       issues.push({
         path: `${path}.subset`,
-        message: `expected a subset of service "${service}" (${known.length ? known.map((k) => `"${k}"`).join(', ') : 'it has none'}), got "${subset}"`,
+        message: `expected a subset of service ${formatValue(service)} (${names(Object.keys(svc.subsets), 'it has none')}), got ${formatValue(subset)}`,
       })
+    }
+  }
+  // Hosts are case-insensitive, and the mesh finds services and subsets by lower-case name: two
+  // names that differ only in case would be one destination.
+  const seen = new Map<string, string>()
+  for (const [name, service] of Object.entries(config.services)) {
+    const first = seen.get(name.toLowerCase())
+    if (first !== undefined) {
+      issues.push({
+        path: childPath('services', name),
+        message: `duplicate service name ${formatValue(name)} (hosts are case-insensitive: same as ${formatValue(first)})`,
+      })
+    } else seen.set(name.toLowerCase(), name)
+    const subsets = new Map<string, string>()
+    for (const subset of Object.keys(service.subsets)) {
+      const other = subsets.get(subset.toLowerCase())
+      if (other !== undefined) {
+        issues.push({
+          path: childPath(childPath(childPath('services', name), 'subsets'), subset),
+          message: `duplicate subset name ${formatValue(subset)} (names are case-insensitive: same as ${formatValue(other)})`,
+        })
+      } else subsets.set(subset.toLowerCase(), subset)
     }
   }
   config.routes.forEach((r, i) => {

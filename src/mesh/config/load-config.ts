@@ -9,12 +9,19 @@
  * file by renaming another one over it: a watch on the old inode would go quiet. A bad edit must
  * never take a working mesh down, so it is reported and the last good config stays in force.
  * Every problem names the file and, when it can be found, the line (`mesh.yaml:12`).
+ *
+ * A config file is untrusted input (D48): a file nested deeper than {@link MAX_DEPTH} levels is
+ * refused before any recursive step sees it (the YAML composer, `toJS` and the line lookup all
+ * recurse, and a stack overflow inside them has been seen to abort the process on the next
+ * parse), aliases expand at most {@link MAX_ALIASES} times (a "billion laughs" file is refused), a
+ * UTF-8 byte order mark is skipped, and every failure of the text is a `ConfigInvalidError`
+ * naming the file.
  */
 
 import { type FSWatcher, watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname, extname, resolve } from 'node:path'
-import { LineCounter, parseDocument } from 'yaml'
+import { type CST, LineCounter, Parser, parseDocument } from 'yaml'
 import type { TimerHandle } from '../../core/clock.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import type { Mesh } from '../mesh.js'
@@ -48,8 +55,68 @@ function formatOf(path: string): Format {
   return format
 }
 
-/** Parses and validates `text`; `file` is only named in messages. */
-function parseConfigText(text: string, format: Format, file: string): MeshConfig {
+/**
+ * The deepest nesting of collections a config file may have. The schema's deepest value is 6
+ * levels down (`routes[0].match[0].headers.x.exact`); the bound leaves room for data that the
+ * schema refuses with a path, and keeps every recursive step far from the stack's limit.
+ */
+export const MAX_DEPTH = 64
+
+/** How many alias expansions a YAML file may make (the `yaml` package's own default). */
+export const MAX_ALIASES = 100
+
+/** One refusal of the whole text, naming the file (and the line when known). */
+function refuse(message: string, file: string, line?: number): ConfigInvalidError {
+  return new ConfigInvalidError([
+    { path: '', message: `${message} (${file}${line === undefined ? '' : `:${line}`})` },
+  ])
+}
+
+/**
+ * Parses and validates `text`; `file` is only named in messages. Nothing but a
+ * `ConfigInvalidError` leaves it: an unexpected failure of a parser is one too, naming the file.
+ */
+function parseConfigText(raw: string, format: Format, file: string): MeshConfig {
+  // A byte order mark is no part of the text (JSON.parse refuses it, editors on Windows write it).
+  const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw
+  try {
+    return parseText(text, format, file)
+  } catch (error) {
+    if (error instanceof ConfigInvalidError) throw error
+    const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+    throw refuse(`unreadable ${format === 'json' ? 'JSON' : 'YAML'}: ${reason.slice(0, 200)}`, file)
+  }
+}
+
+/**
+ * Refuses `text` when its collections nest deeper than {@link MAX_DEPTH}. The `yaml` package's
+ * CST parser keeps its own stack (it does not recurse), and the walk here keeps one too, so a
+ * file nested 100,000 deep costs time linear in its size and no stack. JSON is YAML flow syntax:
+ * one walk serves both formats.
+ */
+function checkDepth(text: string, file: string): void {
+  const lines = new LineCounter()
+  const stack: Array<{ token: CST.Token | undefined; depth: number }> = []
+  for (const token of new Parser(lines.addNewLine).parse(text)) stack.push({ token, depth: 0 })
+  while (stack.length > 0) {
+    const { token, depth } = stack.pop()!
+    if (token === undefined) continue
+    if (token.type === 'document') {
+      stack.push({ token: token.value, depth })
+    } else if (token.type === 'block-map' || token.type === 'block-seq' || token.type === 'flow-collection') {
+      if (depth + 1 > MAX_DEPTH) {
+        throw refuse(`nested deeper than ${MAX_DEPTH} levels`, file, lines.linePos(token.offset).line)
+      }
+      for (const item of token.items) {
+        if ('key' in item) stack.push({ token: item.key ?? undefined, depth: depth + 1 })
+        stack.push({ token: item.value, depth: depth + 1 })
+      }
+    }
+  }
+}
+
+function parseText(text: string, format: Format, file: string): MeshConfig {
+  checkDepth(text, file)
   let data: unknown
   if (format === 'json') {
     try {
@@ -74,7 +141,13 @@ function parseConfigText(text: string, format: Format, file: string): MeshConfig
         }),
       )
     }
-    data = doc.toJS()
+    try {
+      data = doc.toJS({ maxAliasCount: MAX_ALIASES })
+    } catch (error) {
+      // `yaml` throws a ReferenceError for an alias bomb ("Excessive alias count").
+      const reason = error instanceof Error ? error.message : String(error)
+      throw refuse(`invalid YAML: ${reason.slice(0, 200)}`, file)
+    }
   }
   try {
     parseConfig(data)
@@ -87,11 +160,22 @@ function parseConfigText(text: string, format: Format, file: string): MeshConfig
 
 /** The same error with each message ending in the file and, when found, the line of its value. */
 function withFile(error: ConfigInvalidError, text: string, file: string): ConfigInvalidError {
-  // JSON is YAML 1.2 flow syntax, so one parser finds positions in both formats.
+  // JSON is YAML 1.2 flow syntax, so one parser finds positions in both formats (the text has
+  // passed checkDepth: its nesting is bounded). No line is better than no error.
   const lines = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lines })
+  let doc: ReturnType<typeof parseDocument> | undefined
+  try {
+    doc = parseDocument(text, { lineCounter: lines })
+  } catch {
+    doc = undefined
+  }
   const issues: ConfigIssue[] = error.issues.map((issue) => {
-    const line = lineOf(doc, lines, issue.path)
+    let line: number | undefined
+    try {
+      line = doc === undefined ? undefined : lineOf(doc, lines, issue.path)
+    } catch {
+      line = undefined
+    }
     return { path: issue.path, message: `${issue.message} (${file}${line === undefined ? '' : `:${line}`})` }
   })
   return new ConfigInvalidError(issues)

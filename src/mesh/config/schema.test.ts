@@ -185,10 +185,17 @@ describe('record', () => {
     ])
   })
 
-  it('keeps a "__proto__" key as data', () => {
+  it('keeps a "__proto__" key as data, in a record with no prototype', () => {
     const value = run(record(string()), JSON.parse('{"__proto__": "x"}')).value
-    expect(Object.getPrototypeOf(value)).toBe(Object.prototype)
+    expect(Object.getPrototypeOf(value)).toBe(null)
     expect(value && Object.hasOwn(value, '__proto__')).toBe(true)
+    expect(({} as Record<string, unknown>).x).toBeUndefined()
+  })
+
+  it('finds no inherited name: constructor and toString are not keys of a record', () => {
+    const value = run(record(string()), { a: 'x' }).value as Record<string, unknown>
+    expect(value.constructor).toBeUndefined()
+    expect(value.toString).toBeUndefined()
   })
 })
 
