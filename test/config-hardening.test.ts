@@ -281,8 +281,8 @@ describe('prototype names: config maps are looked up by own keys only', () => {
     }`)
     const issues = refused(config)
     expect(issues.map((i) => i.message)).toEqual(['unknown key "__proto__"', 'unknown key "__proto__"'])
-    delete config.__proto__
-    delete config.services.users.__proto__
+    Reflect.deleteProperty(config, '__proto__')
+    Reflect.deleteProperty(config.services.users, '__proto__')
     const parsed = parseConfig(config)
     expect(Object.hasOwn(parsed.services.users!.endpoints[0]!.labels, '__proto__')).toBe(true)
     expect(Object.hasOwn(parsed.services.users!.subsets.v1!, '__proto__')).toBe(true)
