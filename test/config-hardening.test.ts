@@ -13,6 +13,7 @@ import { ConfigInvalidError, isMeshError } from '../src/core/errors.js'
 import type { Handler } from '../src/core/handler.js'
 import { type MeshConfig, parseConfig } from '../src/mesh/config/config.js'
 import { loadConfig, watchConfig } from '../src/mesh/config/load-config.js'
+import { fromIstio } from '../src/mesh/istio/from-istio.js'
 import { createMesh, type Mesh, type MeshOptions } from '../src/mesh/mesh.js'
 import { withMesh } from '../src/mesh/with-mesh.js'
 import { ManualClock } from '../src/testing/manual-clock.js'
@@ -157,6 +158,22 @@ describe('the loader: depth, aliases, BOM, every failure typed and naming the fi
     await writeFile(join(dir, 'bom.yaml'), `\ufeffservices:\n  users:\n    endpoints: ['${URL1}']\n`)
     expect(await loadConfig(join(dir, 'bom.json'))).toEqual({ services: { users } })
     expect(await loadConfig(join(dir, 'bom.yaml'))).toEqual({ services: { users } })
+  })
+})
+
+describe('control-plane resources: the same bounds on depth and aliases', () => {
+  it('refuses an Istio resource nested 2,000 deep, every time, without a crash', () => {
+    const text = `apiVersion: networking.istio.io/v1\nkind: VirtualService\nspec: ${'['.repeat(2000)}${']'.repeat(2000)}\n`
+    for (let i = 0; i < 3; i++) {
+      expect(() => fromIstio(text)).toThrow(/fromIstio: nested deeper than 64 levels at line 3/)
+    }
+  })
+
+  it('refuses an alias bomb in an Istio resource as invalid YAML', () => {
+    const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for (const [name, prev] of ['ba', 'cb', 'dc', 'ed', 'fe'])
+      lines.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(',')}]`)
+    expect(() => fromIstio(lines.join('\n'))).toThrow(/document 1 is not valid YAML: Excessive alias count/)
   })
 })
 

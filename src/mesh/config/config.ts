@@ -391,29 +391,40 @@ const outlierDetection = object({
   panicThreshold: optional(number({ min: 0, max: 100 }), 50).describe('Below this percent healthy, use all.'),
 })
 
-const healthCheck = object({
-  /** The HTTP path probed (a 2xx answer is healthy); for gRPC services, `grpc.health.v1` is used. Default `'/healthz'`. */
-  path: optional(
-    string({
-      pattern: /^\/[\x21-\x7e]*$/,
-      expected: 'a path starting with "/" (no spaces or controls)',
-      maxLength: 2048,
-    }),
-    '/healthz',
-  ).describe('The HTTP path probed.'),
-  /** Time between probes of one endpoint, jittered by up to 10%. Default `'10s'`. */
-  interval: optional(duration(), '10s').describe('Time between probes of one endpoint.'),
-  /** A probe slower than this fails. Default `'1s'`. */
-  timeout: optional(duration(), '1s').describe('A probe slower than this fails.'),
-  /** Successful probes in a row that make an unhealthy endpoint healthy, 1..1000. Default `2`. */
-  healthyThreshold: optional(integer({ min: 1, max: 1000 }), 2).describe(
-    'Successes in a row to become healthy.',
-  ),
-  /** Failed probes in a row that make an endpoint unhealthy, 1..1000. Default `3`. */
-  unhealthyThreshold: optional(integer({ min: 1, max: 1000 }), 3).describe(
-    'Failures in a row to become unhealthy.',
-  ),
-})
+/** The shortest time between two health-check probes of one endpoint. */
+const MIN_PROBE_INTERVAL = 10
+
+const healthCheck = transform(
+  object({
+    /** The HTTP path probed (a 2xx answer is healthy); for gRPC services, `grpc.health.v1` is used. Default `'/healthz'`. */
+    path: optional(
+      string({
+        pattern: /^\/[\x21-\x7e]*$/,
+        expected: 'a path starting with "/" (no spaces or controls)',
+        maxLength: 2048,
+      }),
+      '/healthz',
+    ).describe('The HTTP path probed.'),
+    /** Time between probes of one endpoint (at least 10 ms), jittered by up to 10%. Default `'10s'`. */
+    interval: optional(duration(), '10s').describe('Time between probes of one endpoint.'),
+    /** A probe slower than this fails. Default `'1s'`. */
+    timeout: optional(duration(), '1s').describe('A probe slower than this fails.'),
+    /** Successful probes in a row that make an unhealthy endpoint healthy, 1..1000. Default `2`. */
+    healthyThreshold: optional(integer({ min: 1, max: 1000 }), 2).describe(
+      'Successes in a row to become healthy.',
+    ),
+    /** Failed probes in a row that make an endpoint unhealthy, 1..1000. Default `3`. */
+    unhealthyThreshold: optional(integer({ min: 1, max: 1000 }), 3).describe(
+      'Failures in a row to become unhealthy.',
+    ),
+  }),
+  (h, issue) => {
+    // Each probe arms the next: an interval of 0 would probe in a loop.
+    if (h.interval < MIN_PROBE_INTERVAL)
+      issue(`expected at least ${MIN_PROBE_INTERVAL}ms, got ${h.interval}ms`, 'interval')
+    return h
+  },
+)
 
 const concurrency = object({
   /** Calls in flight to the whole service at once, 0..1,000,000; `0` for no limit. Default `0`. */

@@ -21,11 +21,12 @@
 import { type FSWatcher, watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname, extname, resolve } from 'node:path'
-import { type CST, LineCounter, Parser, parseDocument } from 'yaml'
+import { LineCounter, parseDocument } from 'yaml'
 import type { TimerHandle } from '../../core/clock.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import type { Mesh } from '../mesh.js'
 import { type MeshConfig, parseConfig } from './config.js'
+import { MAX_ALIASES, MAX_DEPTH, tooDeepAt } from './yaml-bounds.js'
 
 type Format = 'yaml' | 'json'
 
@@ -55,15 +56,7 @@ function formatOf(path: string): Format {
   return format
 }
 
-/**
- * The deepest nesting of collections a config file may have. The schema's deepest value is 6
- * levels down (`routes[0].match[0].headers.x.exact`); the bound leaves room for data that the
- * schema refuses with a path, and keeps every recursive step far from the stack's limit.
- */
-export const MAX_DEPTH = 64
-
-/** How many alias expansions a YAML file may make (the `yaml` package's own default). */
-export const MAX_ALIASES = 100
+export { MAX_ALIASES, MAX_DEPTH } from './yaml-bounds.js'
 
 /** One refusal of the whole text, naming the file (and the line when known). */
 function refuse(message: string, file: string, line?: number): ConfigInvalidError {
@@ -88,35 +81,9 @@ function parseConfigText(raw: string, format: Format, file: string): MeshConfig 
   }
 }
 
-/**
- * Refuses `text` when its collections nest deeper than {@link MAX_DEPTH}. The `yaml` package's
- * CST parser keeps its own stack (it does not recurse), and the walk here keeps one too, so a
- * file nested 100,000 deep costs time linear in its size and no stack. JSON is YAML flow syntax:
- * one walk serves both formats.
- */
-function checkDepth(text: string, file: string): void {
-  const lines = new LineCounter()
-  const stack: Array<{ token: CST.Token | undefined; depth: number }> = []
-  for (const token of new Parser(lines.addNewLine).parse(text)) stack.push({ token, depth: 0 })
-  while (stack.length > 0) {
-    const { token, depth } = stack.pop()!
-    if (token === undefined) continue
-    if (token.type === 'document') {
-      stack.push({ token: token.value, depth })
-    } else if (token.type === 'block-map' || token.type === 'block-seq' || token.type === 'flow-collection') {
-      if (depth + 1 > MAX_DEPTH) {
-        throw refuse(`nested deeper than ${MAX_DEPTH} levels`, file, lines.linePos(token.offset).line)
-      }
-      for (const item of token.items) {
-        if ('key' in item) stack.push({ token: item.key ?? undefined, depth: depth + 1 })
-        stack.push({ token: item.value, depth: depth + 1 })
-      }
-    }
-  }
-}
-
 function parseText(text: string, format: Format, file: string): MeshConfig {
-  checkDepth(text, file)
+  const deepAt = tooDeepAt(text)
+  if (deepAt !== undefined) throw refuse(`nested deeper than ${MAX_DEPTH} levels`, file, deepAt)
   let data: unknown
   if (format === 'json') {
     try {
@@ -161,7 +128,7 @@ function parseText(text: string, format: Format, file: string): MeshConfig {
 /** The same error with each message ending in the file and, when found, the line of its value. */
 function withFile(error: ConfigInvalidError, text: string, file: string): ConfigInvalidError {
   // JSON is YAML 1.2 flow syntax, so one parser finds positions in both formats (the text has
-  // passed checkDepth: its nesting is bounded). No line is better than no error.
+  // passed tooDeepAt: its nesting is bounded). No line is better than no error.
   const lines = new LineCounter()
   let doc: ReturnType<typeof parseDocument> | undefined
   try {

@@ -22,6 +22,7 @@ import { parseAllDocuments } from 'yaml'
 import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
 import type { MeshConfig, RetryOn, ServiceConfig } from '../config/config.js'
 import { DURATION_PATTERN } from '../config/duration.js'
+import { MAX_ALIASES, MAX_DEPTH, tooDeepAt } from '../config/yaml-bounds.js'
 
 type MeshRoute = NonNullable<MeshConfig['routes']>[number]
 type RouteMatch = NonNullable<MeshRoute['match']>[number]
@@ -104,11 +105,24 @@ export function fromIstio(
   const texts = typeof yaml === 'string' ? [yaml] : yaml
   let n = 0
   for (const text of texts) {
+    // Control-plane input is untrusted: depth and alias expansion are bounded before the YAML
+    // composer and toJS, which recurse, see the text (D48).
+    const deepAt = tooDeepAt(text)
+    if (deepAt !== undefined) {
+      throw new SyntaxError(`fromIstio: nested deeper than ${MAX_DEPTH} levels at line ${deepAt}`)
+    }
     for (const doc of parseAllDocuments(text)) {
       n++
       const error = doc.errors[0]
       if (error) throw new SyntaxError(`fromIstio: document ${n} is not valid YAML: ${error.message}`)
-      resource(doc.toJS(), `document ${n}`, state)
+      let value: unknown
+      try {
+        value = doc.toJS({ maxAliasCount: MAX_ALIASES })
+      } catch (cause) {
+        const reason = cause instanceof Error ? cause.message : String(cause)
+        throw new SyntaxError(`fromIstio: document ${n} is not valid YAML: ${reason}`)
+      }
+      resource(value, `document ${n}`, state)
     }
   }
   const services: Record<string, ServiceConfig> = Object.fromEntries(state.services)
