@@ -266,7 +266,11 @@ describe('prototype names: config maps are looked up by own keys only', () => {
     const m = mesh(
       {
         services: {
-          toString: { ...users, retry: { attempts: 1 }, fallback: { on: ['ERROR'], body: 'down' } },
+          toString: {
+            ...users,
+            retry: { attempts: 1 },
+            fallback: { on: ['ERROR'], body: 'down', headers: { 'x-fallback': 'yes' } },
+          },
         },
       },
       {
@@ -280,6 +284,7 @@ describe('prototype names: config maps are looked up by own keys only', () => {
     expect(res).toBeInstanceOf(Response)
     expect(res.status).toBe(503)
     expect(await res.text()).toBe('down')
+    expect(res.headers.get('x-fallback')).toBe('yes')
   })
 
   it('is not polluted by "__proto__" keys anywhere in a config', () => {
