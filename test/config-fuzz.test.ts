@@ -28,8 +28,11 @@ import {
   PROTO_NAMES,
 } from './helpers/config-arbitrary.js'
 
-/** Runs per seed; two seeds make the >= 10,000 configs of issue 23. */
-const RUNS = 5_000
+/**
+ * Runs per seed; two seeds make the >= 10,000 configs of issue 23. `MESHLET_FUZZ_RUNS=100000`
+ * runs a longer campaign locally.
+ */
+const RUNS = Number(process.env.MESHLET_FUZZ_RUNS ?? 5_000)
 const REFUSE_LIMIT_MS = 50
 const CODES: ReadonlySet<MeshErrorCode> = new Set([
   'TIMEOUT',
