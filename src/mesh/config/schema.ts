@@ -274,14 +274,14 @@ export function record<In, Out>(
 }
 
 /**
- * An array of `item`, with at least `min` items (default 0) and at most `max` (default no
- * limit), none sharing the key `uniqueBy` gives. Every index is checked: a hole is an issue.
+ * An array of `item`, with at least `min` items (default 0), none sharing the key `uniqueBy`
+ * gives. Every index is checked: a hole is an issue.
  */
 export function array<In, Out>(
   item: Schema<In, Out, boolean>,
-  options: { readonly min?: number; readonly max?: number; readonly uniqueBy?: (item: Out) => string } = {},
+  options: { readonly min?: number; readonly uniqueBy?: (item: Out) => string } = {},
 ): Schema<readonly In[], Out[]> {
-  const { min = 0, max, uniqueBy } = options
+  const { min = 0, uniqueBy } = options
   return define({
     expected: 'an array',
     kinds: ['array'],
@@ -293,10 +293,6 @@ export function array<In, Out>(
           path,
           message: `expected at least ${min} item${min === 1 ? '' : 's'}, got ${value.length}`,
         })
-      }
-      if (max !== undefined && value.length > max) {
-        issues.push({ path, message: `expected at most ${max} items, got ${value.length}` })
-        return undefined
       }
       const firstIndex = new Map<string, number>()
       const out: Out[] = []
@@ -320,12 +316,7 @@ export function array<In, Out>(
       }
       return issues.length > before ? undefined : out
     },
-    json: () => ({
-      type: 'array',
-      items: item.jsonSchema(),
-      ...(min > 0 ? { minItems: min } : {}),
-      ...(max !== undefined ? { maxItems: max } : {}),
-    }),
+    json: () => ({ type: 'array', items: item.jsonSchema(), ...(min > 0 ? { minItems: min } : {}) }),
   })
 }
 
