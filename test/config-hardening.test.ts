@@ -404,6 +404,7 @@ describe('header names and values are RFC 9110 tokens and field values, checked 
       'routes[0].responseHeaders.add.xé',
     ],
     ['rewrite.host', route({ rewrite: { host: 'evil\r\nx: 1' } }), 'routes[0].rewrite.host'],
+    ['rewrite.prefix', route({ rewrite: { prefix: '/a\nb' } }), 'routes[0].rewrite.prefix'],
     ['sticky.header', route({ sticky: { header: 'x a' } }), 'routes[0].sticky.header'],
     ['sticky.cookie', route({ sticky: { cookie: 'a=b' } }), 'routes[0].sticky.cookie'],
     [

@@ -503,7 +503,7 @@ const discovery = transform(
      * The DNS name to resolve: `users.internal`, or `_http._tcp.users.internal` for SRV. Default
      * none: the service's endpoints then come from the custom resolver given to `createMesh`.
      */
-    dns: optional(string({ pattern: DNS_NAME, expected: 'a DNS name' })).describe(
+    dns: optional(string({ pattern: DNS_NAME, expected: 'a DNS name', maxLength: 254 })).describe(
       'The DNS name to resolve. Default none: a custom resolver given to createMesh.',
     ),
     /** The records asked for: `'A'` (IPv4), `'AAAA'` (IPv6) or `'SRV'` (hosts, ports, weights). Default `'A'`. */
@@ -889,7 +889,14 @@ const route = object({
    */
   rewrite: optional(
     object({
-      prefix: optional(string()).describe('Replaces the matched path prefix.'),
+      // The URL parser drops tabs and newlines from a path: refused here rather than sent changed.
+      prefix: optional(
+        string({
+          pattern: /^[\x21-\x7e\u0080-\uffff]*$/,
+          maxLength: 2048,
+          expected: 'a path prefix (no spaces or controls)',
+        }),
+      ).describe('Replaces the matched path prefix.'),
       host: optional(hostHeader).describe('The host header sent upstream.'),
     }),
   ).describe('Path prefix and host rewrites.'),
