@@ -117,7 +117,7 @@ export function formatValue(value: unknown): string {
 }
 
 /** Keys and values longer than this are cut in paths and messages, which stay bounded (D46). */
-export const MAX_SHOWN = 64
+const MAX_SHOWN = 64
 
 /** `text` when at most {@link MAX_SHOWN} characters long, else its start and `…`. */
 function cut(text: string): string {
@@ -426,7 +426,7 @@ const DURATION_EXPECTED = 'a duration (ms number or string like "250ms", "2s")'
  * The longest duration accepted: 2^31 - 1 ms (about 24.8 days), the longest delay a Node.js timer
  * keeps (a longer one fires after 1 ms), so a duration in config never means "at once".
  */
-export const MAX_DURATION = 2_147_483_647
+const MAX_DURATION = 2_147_483_647
 
 /** A {@link Duration}, converted to milliseconds, from 0 to {@link MAX_DURATION}. */
 export function duration(): Schema<Duration, number> {
