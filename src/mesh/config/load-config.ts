@@ -36,7 +36,9 @@ const FORMATS: Readonly<Record<string, Format>> = { '.yaml': 'yaml', '.yml': 'ya
  * Reads the mesh config in the file at `path` (YAML for `.yaml`/`.yml`, JSON for `.json`),
  * validates it as `createMesh` would, and returns it as written (the input form, not resolved).
  * Throws {@link ConfigInvalidError} listing every problem, each message ending with the file
- * and line (`(mesh.yaml:12)`); a file that cannot be read rejects with the file system's error.
+ * and line (`(mesh.yaml:12)`); a file nested deeper than 64 levels, or whose YAML aliases expand
+ * more than 100 times, is refused the same way, and a leading UTF-8 byte order mark is skipped. A
+ * file that cannot be read rejects with the file system's error.
  *
  * @example
  * ```ts
