@@ -51,8 +51,8 @@ function stringArb(node: JsonSchemaNode): fc.Arbitrary<string> {
 
 /**
  * An arbitrary of values that `node` describes: valid for each field on its own (cross-field
- * rules, which JSON Schema does not carry, hold or not at random: near-valid values).
- * `optionalWeight` is the chance, in quarters, that an optional key is present.
+ * rules, which JSON Schema does not carry, hold or not at random: near-valid values). An
+ * optional key is present one time in four.
  */
 export function fromSchema(node: JsonSchemaNode): fc.Arbitrary<unknown> {
   if (node.anyOf) return fc.oneof(...node.anyOf.map(fromSchema))
@@ -90,7 +90,8 @@ export function fromSchema(node: JsonSchemaNode): fc.Arbitrary<unknown> {
       }
       const value = node.additionalProperties ? fromSchema(node.additionalProperties) : fc.anything()
       const key = node.propertyNames ? stringArb(node.propertyNames) : fc.string({ maxLength: 8 })
-      return fc.dictionary(key, value, { maxKeys: 3, noNullPrototype: true })
+      // Null-prototype dictionaries too: a config built in code may hold them.
+      return fc.dictionary(key, value, { maxKeys: 3 })
     }
     default:
       return fc.anything()
