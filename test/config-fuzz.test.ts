@@ -7,7 +7,9 @@
  *   code; or it refuses it with a `ConfigInvalidError` whose every issue names a path;
  * - never a raw `TypeError` / `RangeError` / `URIError` or any other error;
  * - `Object.prototype` and `Array.prototype` are unchanged;
- * - a refusal takes under 50 ms.
+ * - a refusal takes under 50 ms;
+ * - one long-lived mesh, updated with every draft, takes each accepted one and is left unchanged
+ *   by each refused one.
  * A fixed seed runs in every CI run; a random seed runs too, and fast-check prints it (with the
  * shrunk counterexample) on failure: `fc.assert(..., { seed, path })` replays it.
  */
@@ -283,6 +285,43 @@ const input = fc.record({
   method: fc.constantFrom('GET', 'POST'),
 })
 
+/**
+ * A resolver for every service name: a `Proxy` answering every own-key lookup, so that no
+ * discovered service of a draft ever asks DNS.
+ */
+const anyResolver = (): Record<string, () => string[]> => {
+  const resolve = () => ['http://127.0.0.1:9']
+  return new Proxy(
+    {},
+    {
+      getOwnPropertyDescriptor: () => ({
+        value: resolve,
+        enumerable: true,
+        configurable: true,
+        writable: true,
+      }),
+      get: () => resolve,
+    },
+  )
+}
+
+/**
+ * One mesh that lives through the whole run and is updated with every draft: an accepted draft
+ * becomes its config (the snapshot rebuilt over the state of all the drafts before), a refused
+ * one throws `ConfigInvalidError` and changes nothing.
+ */
+const live = createMesh({ services: {} }, { clock: new ManualClock(), resolvers: anyResolver() })
+
+function update(draft: unknown): void {
+  const before = live.config
+  try {
+    live.update(draft as MeshConfig)
+  } catch (error) {
+    if (!(error instanceof ConfigInvalidError)) throw error
+    expect(live.config).toBe(before)
+  }
+}
+
 const property = fc.asyncProperty(input, async ({ draft, mutations, pick, upstream, method }) => {
   wire(draft as Draft, pick)
   // Half the drafts are made valid first, so hostile mutations start from an accepted config.
@@ -296,6 +335,7 @@ const property = fc.asyncProperty(input, async ({ draft, mutations, pick, upstre
     return new Response(upstream, { status: upstream === 'ok' ? 200 : 503 })
   }
   const mesh = create(draft, clock, transport)
+  update(draft)
   try {
     if (mesh !== undefined) {
       stats.accepted++
@@ -318,7 +358,8 @@ const property = fc.asyncProperty(input, async ({ draft, mutations, pick, upstre
 })
 
 describe('config fuzzer', () => {
-  afterAll(() => {
+  afterAll(async () => {
+    await live.close({ force: true })
     // Printed so a reader of CI logs can see the fuzzer reached calls, not only refusals.
     console.log(`config fuzzer: ${JSON.stringify(stats)}`)
   })
