@@ -153,6 +153,14 @@ describe('the loader: depth, aliases, BOM, every failure typed and naming the fi
     expect((error as Error).message).toMatch(/invalid YAML: Excessive alias count.*bomb\.yaml\)/)
   })
 
+  it('refuses YAML collections that are no JSON object (!!omap, !!set) rather than reading them as {}', async () => {
+    const file = join(dir, 'omap.yaml')
+    await writeFile(file, `services: !!omap\n  - users:\n      endpoints: ['${URL1}']\n`)
+    const error = await loadConfig(file).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ConfigInvalidError)
+    expect((error as ConfigInvalidError).issues[0]?.message).toBe(`expected an object, got Map (${file}:2)`)
+  })
+
   it('accepts a JSON or YAML file that starts with a UTF-8 byte order mark', async () => {
     await writeFile(join(dir, 'bom.json'), `\ufeff${JSON.stringify({ services: { users } })}`)
     await writeFile(join(dir, 'bom.yaml'), `\ufeffservices:\n  users:\n    endpoints: ['${URL1}']\n`)

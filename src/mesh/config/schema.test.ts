@@ -357,3 +357,24 @@ describe('bounds on hostile input (D46)', () => {
     expect(formatValue('x'.repeat(1_000_000))).toBe(`"${'x'.repeat(37)}…"`)
   })
 })
+
+describe('plain objects only', () => {
+  it('refuses a Map, a Set, a Date or a class instance where an object is expected', () => {
+    const shape = record(string())
+    expect(run(shape, new Map([['a', 'b']])).issues).toEqual([': expected an object, got Map'])
+    expect(run(shape, new Set()).issues).toEqual([': expected an object, got Set'])
+    expect(run(object({}), new Date(0)).issues).toEqual([': expected an object, got Date'])
+    class Config {
+      services = {}
+    }
+    expect(run(object({ services: optional(record(string())) }), new Config()).issues).toEqual([
+      ': expected an object, got a class instance',
+    ])
+  })
+
+  it('accepts an object with no prototype, and one from another realm', async () => {
+    const { runInNewContext } = await import('node:vm')
+    expect(run(record(string()), Object.create(null)).issues).toEqual([])
+    expect(run(record(string()), runInNewContext('({ a: "b" })')).value).toEqual({ a: 'b' })
+  })
+})

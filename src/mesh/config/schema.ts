@@ -103,13 +103,29 @@ function kindOf(value: unknown): JsonKind | undefined {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'array'
   const type = typeof value
-  return type === 'string' || type === 'number' || type === 'boolean' || type === 'object' ? type : undefined
+  if (type === 'object') return isPlain(value as object) ? 'object' : undefined
+  return type === 'string' || type === 'number' || type === 'boolean' ? type : undefined
+}
+
+/**
+ * Whether `value` is a plain object: its prototype is `Object.prototype` (of any realm) or none.
+ * A `Map`, `Set` or `Date` (YAML's `!!omap`, `!!set`, `!!timestamp`) or a class instance is no
+ * JSON object: read by its own keys it would pass as `{}`, silently dropping what it holds.
+ */
+function isPlain(value: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === null || Object.getPrototypeOf(proto) === null
 }
 
 /** A value as messages show it: JSON for primitives, the kind for the rest, at most 40 characters. */
 export function formatValue(value: unknown): string {
   const kind = kindOf(value)
   if (kind === 'array' || kind === 'object' || kind === 'null') return kind
+  // Not a JSON value (a Map, a Date, a class instance): its tag, never its own toString.
+  if (typeof value === 'object') {
+    const tag = Object.prototype.toString.call(value).slice(8, -1)
+    return tag === 'Object' ? 'a class instance' : tag
+  }
   // A long string is cut before it is quoted: a megabyte value costs no megabyte of work.
   const text = typeof value === 'string' ? JSON.stringify(value.slice(0, 41)) : String(value)
   if (text.length <= 40) return text
