@@ -399,7 +399,7 @@ ${policy}`
     )
     expect(pending.config.services['details']?.concurrency).toEqual({
       max: 1,
-      queue: 4_294_967_295,
+      queue: 1_000_000,
       queueTimeout: 2_147_483_647,
     })
     const g = withMesh(fetch, mesh(pending.config))

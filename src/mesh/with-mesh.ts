@@ -326,8 +326,10 @@ function httpFallback(
   config: ResolvedServiceConfig,
   m: Mesh,
 ): ((req: HttpRequest, error: unknown) => Promise<Response>) | undefined {
-  const custom = m.fallbacks?.[svc.service]
-  if (custom) return async (req, error) => custom(error, req)
+  // Own keys only (D47): a service named `toString` must not find Object.prototype.toString.
+  const fns = m.fallbacks
+  const custom = fns !== undefined && Object.hasOwn(fns, svc.service) ? fns[svc.service] : undefined
+  if (typeof custom === 'function') return async (req, error) => custom(error, req)
   const f = config.fallback
   if (f === undefined) return undefined
   return async () => new Response(f.body === '' ? null : f.body, { status: f.status, headers: f.headers })

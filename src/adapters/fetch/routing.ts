@@ -99,13 +99,22 @@ export function rewriteRequest(
   return { ...req, service, path, init, authority: rewrite?.host ?? req.authority }
 }
 
-/** A response with header changes (fetch responses have immutable headers: the body is carried over). */
+/**
+ * A response with header changes (fetch responses have immutable headers: the body is carried
+ * over). It never throws: the upstream has already run, and a throw would make a retrying caller
+ * send the request again. Header names and values of `ops` are checked when the config is parsed;
+ * a status fetch's `Response` cannot be built with (outside 200..599) is answered as received.
+ */
 export function rewriteResponse(res: Response, ops: HeaderOps): Response {
-  return new Response(res.body, {
-    status: res.status,
-    statusText: res.statusText,
-    headers: applyHeaderOps(res.headers, ops),
-  })
+  try {
+    return new Response(res.body, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: applyHeaderOps(res.headers, ops),
+    })
+  } catch {
+    return res
+  }
 }
 
 const num = (v: string | null): number | undefined => {
@@ -135,6 +144,10 @@ export function httpHeaderFault(req: HttpRequest): HeaderFault | undefined {
 /** What an injected HTTP abort answers: an empty response with the status, marked as injected. */
 export function httpAbort(_req: HttpRequest, status: number): Promise<Response> {
   return Promise.resolve(
-    new Response('fault filter abort', { status, headers: { 'x-meshlet-fault': 'abort' } }),
+    // 204, 205 and 304 answers carry no body: fetch's Response refuses one.
+    new Response(status === 204 || status === 205 || status === 304 ? null : 'fault filter abort', {
+      status,
+      headers: { 'x-meshlet-fault': 'abort' },
+    }),
   )
 }

@@ -12,6 +12,7 @@ import { templatePattern } from '../../stages/router/router.js'
 import {
   array,
   boolean,
+  childPath,
   deepFreeze,
   duration,
   formatValue,
@@ -33,6 +34,7 @@ const SERVICE_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$/
 
 const serviceName = string({
   pattern: SERVICE_NAME,
+  maxLength: 253,
   expected: 'a service name (letters, digits, "." and "-", starting and ending with a letter or digit)',
 })
 
@@ -40,12 +42,6 @@ const ENDPOINT_EXPECTED = 'an endpoint ("http://host:port" with no path, or "hos
 // The shape only; the URL and port are checked by `toEndpointUrl`.
 const ENDPOINT_PATTERN = /^(https?:\/\/[^\s/?#]+\/?|([a-zA-Z0-9.-]+|\[[0-9a-fA-F:.]+\]):[0-9]+)$/
 const HOST_PORT = /^([a-zA-Z0-9.-]+|\[[0-9a-fA-F:.]+\]):([0-9]+)$/
-
-/**
- * An authority as the `Host` header carries it: a reg-name or IPv4 host (letters, digits and
- * `-._~!$&'()*+,;=%`), or a bracketed IPv6 literal, with an optional port.
- */
-const AUTHORITY = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/
 
 /** An http(s) URL becomes its origin (`http://127.0.0.1:8081`); a `host:port` is kept as is. */
 function toEndpointUrl(raw: string, issue: Report): string {
@@ -71,17 +67,54 @@ function toEndpointUrl(raw: string, issue: Report): string {
 }
 
 const endpointUrl = transform(
-  string({ pattern: ENDPOINT_PATTERN, expected: ENDPOINT_EXPECTED }),
+  string({ pattern: ENDPOINT_PATTERN, expected: ENDPOINT_EXPECTED, maxLength: 2048 }),
   toEndpointUrl,
 )
 
+/** The largest count window of a circuit breaker: it keeps one slot per call. */
+const MAX_COUNT_WINDOW = 10_000
+
+/** The upper bound of counts (failures in a row, calls, requests, limits): 1,000,000. */
+const COUNT_MAX = 1_000_000
+
+// RFC 9110 5.1: a field name is a token; 5.5: a field value is visible characters, spaces and
+// tabs, and obs-text (bytes 0x80-0xff, which fetch's Headers takes as a ByteString): never CR,
+// LF, NUL or another control. Checked when the config is parsed, so that a header operation never
+// throws in a call (on the response side the upstream has already run: a throw there would make a
+// retrying caller send the request twice).
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+/** A header name: an RFC 9110 token, at most 256 characters. */
+const headerName = string({ pattern: TOKEN, maxLength: 256, expected: 'a header name (an RFC 9110 token)' })
+/** A header value: no CR, LF, NUL or other control, at most 8,192 characters. */
+const headerValue = string({
+  pattern: FIELD_VALUE,
+  maxLength: 8192,
+  expected: 'a header value (no CR, LF, NUL or other control character)',
+})
+/** Headers by name, as route header operations and fallbacks give them. */
+const headerMap = record(headerValue, { key: headerName })
+/** A cookie name: an RFC 9110 token (RFC 6265 4.1.1), at most 256 characters. */
+const cookieName = string({ pattern: TOKEN, maxLength: 256, expected: 'a cookie name (an RFC 9110 token)' })
+/** A `host` header: a host (name, IPv4 or [IPv6]) with an optional port. */
+const hostHeader = string({
+  pattern: /^([A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$/,
+  maxLength: 261,
+  expected: 'a host, with an optional port ("users.internal", "10.0.0.1:8080")',
+})
+
 const DEFAULT_WEIGHT = 1
+/** The largest endpoint weight (Envoy's load-balancing weights are bounded the same way). */
+const MAX_WEIGHT = 1_000_000
 
 const endpointObject = object({
   /** Where to send calls: `http(s)://host[:port]` for http services, `host:port` for grpc ones. Required. */
   url: endpointUrl.describe('For http services an http(s) URL with no path; for grpc services "host:port".'),
-  /** The endpoint's share of traffic relative to the others, a positive integer. Default `1`. */
-  weight: optional(integer({ min: 1 }), DEFAULT_WEIGHT).describe('Share of traffic relative to the others.'),
+  /** The endpoint's share of traffic relative to the others, 1..1,000,000. Default `1`. */
+  weight: optional(integer({ min: 1, max: MAX_WEIGHT }), DEFAULT_WEIGHT).describe(
+    'Share of traffic relative to the others.',
+  ),
   /** Labels that subsets select on (`{ version: 'v2' }`). Default `{}`. */
   labels: optional(record(string()), {}).describe('Labels that subsets select on.'),
   /** The zone the endpoint runs in, for zone-aware balancing. Default none. */
@@ -155,8 +188,10 @@ const budget = object({
   ),
   /** Retries allowed per call (kind `ratio`), 0..1000. Default `0.2`. */
   ratio: optional(number({ min: 0, max: 1000 }), 0.2).describe('Retries allowed per call (kind ratio).'),
-  /** Retries always allowed per second (kind `ratio`). Default `10`. */
-  minPerSecond: optional(number({ min: 0 }), 10).describe('Retries always allowed per second (kind ratio).'),
+  /** Retries always allowed per second (kind `ratio`), 0..1,000,000. Default `10`. */
+  minPerSecond: optional(number({ min: 0, max: COUNT_MAX }), 10).describe(
+    'Retries always allowed per second (kind ratio).',
+  ),
   /** How long a call's deposit counts (kind `ratio`), 1 s..60 s. Default `'10s'`. */
   ttl: optional(duration(), '10s').describe("How long a call's deposit counts (kind ratio), 1s..60s."),
   /** Tokens when full (kind `throttling`), (0, 1000]. Default `10`. */
@@ -218,65 +253,96 @@ const hedge = object({
   maxAttempts: optional(integer({ min: 2, max: 5 }), 2).describe('Attempts at most, the first included.'),
 })
 
-const circuitBreaker = object({
-  /** Open after this many failures in a row; `0` turns this trigger off. Default `5`. */
-  consecutiveFailures: optional(integer({ min: 0 }), 5).describe(
-    'Open after this many failures in a row (0: off).',
-  ),
-  /**
-   * Open when the failure rate over the window reaches this percent (1..100), once the window
-   * holds `minimumCalls`; `0` turns this trigger off. Default `0`.
-   */
-  failureRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
-    'Open when the failure rate over the window reaches this percent (0: off).',
-  ),
-  /**
-   * Open when the share of calls slower than `slowCallDuration` reaches this percent (1..100),
-   * as resilience4j's `slowCallRateThreshold`; `0` turns it off. Default `0`.
-   */
-  slowCallRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
-    'Open when the share of slow calls reaches this percent (0: off).',
-  ),
-  /** A call slower than this counts as slow. Default `'5s'`. */
-  slowCallDuration: optional(duration(), '5s').describe('A call slower than this counts as slow.'),
-  /**
-   * The window the rates are computed over: the last `windowSize` calls (`'count'`) or the
-   * last `windowSize` ms (`'time'`, a duration). Default `'count'`.
-   */
-  windowType: optional(literalUnion(['count', 'time']), 'count').describe(
-    'Rates over the last N calls or the last N ms.',
-  ),
-  /** Calls (count window) or a duration (time window). Default `100` (calls) or `'60s'`. */
-  windowSize: optional(duration()).describe('Calls (count window) or a duration (time window).'),
-  /** Calls the window must hold before a rate can open the breaker. Default `20`. */
-  minimumCalls: optional(integer({ min: 1 }), 20).describe(
-    'Calls the window must hold before a rate can open it.',
-  ),
-  /** How long the breaker stays open before it lets probes through. Default `'5s'`. */
-  halfOpenAfter: optional(duration(), '5s').describe('How long the breaker stays open before probing.'),
-  /** Each time it opens again without closing in between, the open time is multiplied by this. Default `2`. */
-  backoffFactor: optional(number({ min: 1, max: 10 }), 2).describe(
-    'Growth of the open time on repeated opens.',
-  ),
-  /** The longest open time, however often it reopens. Default `'60s'`. */
-  maxHalfOpenAfter: optional(duration(), '60s').describe('The longest open time.'),
-  /** Calls let through while half-open. Default `1`. */
-  halfOpenProbes: optional(integer({ min: 1, max: 100 }), 1).describe('Calls let through while half-open.'),
-  /** Successful probes needed to close again (at most `halfOpenProbes`). Default `1`. */
-  successThreshold: optional(integer({ min: 1, max: 100 }), 1).describe('Successful probes needed to close.'),
-})
+const circuitBreaker = transform(
+  object({
+    /** Open after this many failures in a row (0..1,000,000); `0` turns this trigger off. Default `5`. */
+    consecutiveFailures: optional(integer({ min: 0, max: COUNT_MAX }), 5).describe(
+      'Open after this many failures in a row (0: off).',
+    ),
+    /**
+     * Open when the failure rate over the window reaches this percent (1..100), once the window
+     * holds `minimumCalls`; `0` turns this trigger off. Default `0`.
+     */
+    failureRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
+      'Open when the failure rate over the window reaches this percent (0: off).',
+    ),
+    /**
+     * Open when the share of calls slower than `slowCallDuration` reaches this percent (1..100),
+     * as resilience4j's `slowCallRateThreshold`; `0` turns it off. Default `0`.
+     */
+    slowCallRateThreshold: optional(number({ min: 0, max: 100 }), 0).describe(
+      'Open when the share of slow calls reaches this percent (0: off).',
+    ),
+    /** A call slower than this counts as slow. Default `'5s'`. */
+    slowCallDuration: optional(duration(), '5s').describe('A call slower than this counts as slow.'),
+    /**
+     * The window the rates are computed over: the last `windowSize` calls (`'count'`) or the
+     * last `windowSize` ms (`'time'`, a duration). Default `'count'`.
+     */
+    windowType: optional(literalUnion(['count', 'time']), 'count').describe(
+      'Rates over the last N calls or the last N ms.',
+    ),
+    /**
+     * Calls (count window, a whole number 1..10,000: the window keeps one slot per call) or a
+     * duration (time window, 1 ms..24.8 days). Default `100` (calls) or `'60s'`.
+     */
+    windowSize: optional(duration()).describe('Calls (count window) or a duration (time window).'),
+    /** Calls the window must hold before a rate can open the breaker, 1..1,000,000. Default `20`. */
+    minimumCalls: optional(integer({ min: 1, max: COUNT_MAX }), 20).describe(
+      'Calls the window must hold before a rate can open it.',
+    ),
+    /** How long the breaker stays open before it lets probes through. Default `'5s'`. */
+    halfOpenAfter: optional(duration(), '5s').describe('How long the breaker stays open before probing.'),
+    /** Each time it opens again without closing in between, the open time is multiplied by this. Default `2`. */
+    backoffFactor: optional(number({ min: 1, max: 10 }), 2).describe(
+      'Growth of the open time on repeated opens.',
+    ),
+    /** The longest open time, however often it reopens. Default `'60s'`. */
+    maxHalfOpenAfter: optional(duration(), '60s').describe('The longest open time.'),
+    /** Calls let through while half-open. Default `1`. */
+    halfOpenProbes: optional(integer({ min: 1, max: 100 }), 1).describe('Calls let through while half-open.'),
+    /** Successful probes needed to close again (at most `halfOpenProbes`). Default `1`. */
+    successThreshold: optional(integer({ min: 1, max: 100 }), 1).describe(
+      'Successful probes needed to close.',
+    ),
+  }),
+  (cb, issue) => {
+    // A count window keeps one slot per call: its size is bounded so a config cannot allocate
+    // gigabytes (3e9 did, 1e10 threw a RangeError).
+    const size = cb.windowSize
+    if (
+      size !== undefined &&
+      cb.windowType === 'count' &&
+      (!Number.isInteger(size) || size < 1 || size > MAX_COUNT_WINDOW)
+    ) {
+      issue(
+        `expected a whole number of calls from 1 to ${MAX_COUNT_WINDOW} for a count window, got ${size}`,
+        'windowSize',
+      )
+    } else if (size !== undefined && cb.windowType === 'time' && size < 1) {
+      issue(`expected a time window of at least 1ms, got ${size}ms`, 'windowSize')
+    }
+    return cb
+  },
+)
 
 const successRateEjection = object({
-  /** Eject when success rate < mean - stdevFactor x stdev. Default `1.9` (A50's 1900 / 1000). */
-  stdevFactor: optional(number({ min: 0 }), 1.9).describe('Eject below mean - stdevFactor x stdev.'),
+  /** Eject when success rate < mean - stdevFactor x stdev, 0..1000. Default `1.9` (A50's 1900 / 1000). */
+  stdevFactor: optional(number({ min: 0, max: 1000 }), 1.9).describe(
+    'Eject below mean - stdevFactor x stdev.',
+  ),
   /** Percent of the time an ejection found this way is enforced. Default `100`. */
   enforcementPercentage: optional(number({ min: 0, max: 100 }), 100).describe(
     'Percent of ejections enforced.',
   ),
-  /** Endpoints with `requestVolume` needed for this check to run. Default `5`. */
-  minimumHosts: optional(integer({ min: 1 }), 5).describe('Endpoints with enough volume needed.'),
-  /** Requests an endpoint needs in the interval to be judged. Default `100`. */
-  requestVolume: optional(integer({ min: 1 }), 100).describe('Requests needed in an interval to be judged.'),
+  /** Endpoints with `requestVolume` needed for this check to run, 1..1,000,000. Default `5`. */
+  minimumHosts: optional(integer({ min: 1, max: COUNT_MAX }), 5).describe(
+    'Endpoints with enough volume needed.',
+  ),
+  /** Requests an endpoint needs in the interval to be judged, 1..1,000,000. Default `100`. */
+  requestVolume: optional(integer({ min: 1, max: COUNT_MAX }), 100).describe(
+    'Requests needed in an interval to be judged.',
+  ),
 })
 
 const failurePercentageEjection = object({
@@ -286,18 +352,22 @@ const failurePercentageEjection = object({
   enforcementPercentage: optional(number({ min: 0, max: 100 }), 100).describe(
     'Percent of ejections enforced.',
   ),
-  /** Endpoints with `requestVolume` needed for this check to run. Default `5`. */
-  minimumHosts: optional(integer({ min: 1 }), 5).describe('Endpoints with enough volume needed.'),
-  /** Requests an endpoint needs in the interval to be judged. Default `50`. */
-  requestVolume: optional(integer({ min: 1 }), 50).describe('Requests needed in an interval to be judged.'),
+  /** Endpoints with `requestVolume` needed for this check to run, 1..1,000,000. Default `5`. */
+  minimumHosts: optional(integer({ min: 1, max: COUNT_MAX }), 5).describe(
+    'Endpoints with enough volume needed.',
+  ),
+  /** Requests an endpoint needs in the interval to be judged, 1..1,000,000. Default `50`. */
+  requestVolume: optional(integer({ min: 1, max: COUNT_MAX }), 50).describe(
+    'Requests needed in an interval to be judged.',
+  ),
 })
 
 const outlierDetection = object({
   /**
    * Eject an endpoint at the failure that makes this many in a row (as Envoy's
-   * `consecutive_5xx`); `0` turns it off. Default `5`.
+   * `consecutive_5xx`), 0..1,000,000; `0` turns it off. Default `5`.
    */
-  consecutiveFailures: optional(integer({ min: 0 }), 5).describe(
+  consecutiveFailures: optional(integer({ min: 0, max: COUNT_MAX }), 5).describe(
     'Eject after this many failures in a row (0: off).',
   ),
   /**
@@ -306,7 +376,7 @@ const outlierDetection = object({
    * a row, counted apart from `consecutiveFailures`: any other outcome resets it (Envoy's
    * `consecutive_gateway_failure`, Istio's `consecutiveGatewayErrors`); `0` turns it off. Default `0`.
    */
-  consecutiveGatewayFailures: optional(integer({ min: 0 }), 0).describe(
+  consecutiveGatewayFailures: optional(integer({ min: 0, max: COUNT_MAX }), 0).describe(
     'Eject after this many gateway failures (502, 503, 504, connection failures) in a row (0: off).',
   ),
   /** How often the rate-based checks run (lazily, on the next call). Default `'10s'`. */
@@ -335,38 +405,65 @@ const outlierDetection = object({
   panicThreshold: optional(number({ min: 0, max: 100 }), 50).describe('Below this percent healthy, use all.'),
 })
 
-const healthCheck = object({
-  /** The HTTP path probed (a 2xx answer is healthy); for gRPC services, `grpc.health.v1` is used. Default `'/healthz'`. */
-  path: optional(string({ pattern: /^\//, expected: 'a path starting with "/"' }), '/healthz').describe(
-    'The HTTP path probed.',
-  ),
-  /** Time between probes of one endpoint, jittered by up to 10%. Default `'10s'`. */
-  interval: optional(duration(), '10s').describe('Time between probes of one endpoint.'),
-  /** A probe slower than this fails. Default `'1s'`. */
-  timeout: optional(duration(), '1s').describe('A probe slower than this fails.'),
-  /** Successful probes in a row that make an unhealthy endpoint healthy. Default `2`. */
-  healthyThreshold: optional(integer({ min: 1 }), 2).describe('Successes in a row to become healthy.'),
-  /** Failed probes in a row that make an endpoint unhealthy. Default `3`. */
-  unhealthyThreshold: optional(integer({ min: 1 }), 3).describe('Failures in a row to become unhealthy.'),
-})
+/** The shortest time between two health-check probes of one endpoint. */
+const MIN_PROBE_INTERVAL = 10
+
+const healthCheck = transform(
+  object({
+    /** The HTTP path probed (a 2xx answer is healthy); for gRPC services, `grpc.health.v1` is used. Default `'/healthz'`. */
+    path: optional(
+      string({
+        pattern: /^\/[\x21-\x7e]*$/,
+        expected: 'a path starting with "/" (no spaces or controls)',
+        maxLength: 2048,
+      }),
+      '/healthz',
+    ).describe('The HTTP path probed.'),
+    /** Time between probes of one endpoint (at least 10 ms), jittered by up to 10%. Default `'10s'`. */
+    interval: optional(duration(), '10s').describe('Time between probes of one endpoint.'),
+    /** A probe slower than this fails. Default `'1s'`. */
+    timeout: optional(duration(), '1s').describe('A probe slower than this fails.'),
+    /** Successful probes in a row that make an unhealthy endpoint healthy, 1..1000. Default `2`. */
+    healthyThreshold: optional(integer({ min: 1, max: 1000 }), 2).describe(
+      'Successes in a row to become healthy.',
+    ),
+    /** Failed probes in a row that make an endpoint unhealthy, 1..1000. Default `3`. */
+    unhealthyThreshold: optional(integer({ min: 1, max: 1000 }), 3).describe(
+      'Failures in a row to become unhealthy.',
+    ),
+  }),
+  (h, issue) => {
+    // Each probe arms the next: an interval of 0 would probe in a loop.
+    if (h.interval < MIN_PROBE_INTERVAL)
+      issue(`expected at least ${MIN_PROBE_INTERVAL}ms, got ${h.interval}ms`, 'interval')
+    return h
+  },
+)
 
 const concurrency = object({
-  /** Calls in flight to the whole service at once; `0` for no limit. Default `0`. */
-  max: optional(integer({ min: 0 }), 0).describe('Calls in flight to the service at once (0: no limit).'),
-  /** Calls that may wait for a slot when `max` is reached; the rest fail at once. Default `0`. */
-  queue: optional(integer({ min: 0 }), 0).describe('Calls that may wait for a slot.'),
+  /** Calls in flight to the whole service at once, 0..1,000,000; `0` for no limit. Default `0`. */
+  max: optional(integer({ min: 0, max: COUNT_MAX }), 0).describe(
+    'Calls in flight to the service at once (0: no limit).',
+  ),
+  /** Calls that may wait for a slot when `max` is reached (0..1,000,000); the rest fail at once. Default `0`. */
+  queue: optional(integer({ min: 0, max: COUNT_MAX }), 0).describe('Calls that may wait for a slot.'),
   /** The longest a call waits in the queue (the deadline also bounds it). Default `'1s'`. */
   queueTimeout: optional(duration(), '1s').describe('The longest wait in the queue.'),
-  /** Attempts in flight to one endpoint at once; `0` for no limit. Default `0`. */
-  perEndpoint: optional(integer({ min: 0 }), 0).describe('Attempts in flight to one endpoint (0: no limit).'),
+  /** Attempts in flight to one endpoint at once, 0..1,000,000; `0` for no limit. Default `0`. */
+  perEndpoint: optional(integer({ min: 0, max: COUNT_MAX }), 0).describe(
+    'Attempts in flight to one endpoint (0: no limit).',
+  ),
   /**
    * Adapt `max` to measured latency (Netflix concurrency-limits): `'gradient2'` or `'vegas'`,
    * starting at `max` (or 20) and never above `maxLimit`. Default none (a fixed limit).
    */
   adaptive: optional(literalUnion(['gradient2', 'vegas'])).describe('Adapt the limit to latency.'),
-  /** The ceiling of an adaptive limit. Default `200`. */
-  maxLimit: optional(integer({ min: 1 }), 200).describe('The ceiling of an adaptive limit.'),
+  /** The ceiling of an adaptive limit, 1..1,000,000. Default `200`. */
+  maxLimit: optional(integer({ min: 1, max: COUNT_MAX }), 200).describe('The ceiling of an adaptive limit.'),
 })
+
+/** Statuses whose responses have no body (fetch's null body statuses). */
+const NULL_BODY_STATUSES = [101, 103, 204, 205, 304]
 
 const FALLBACK_CODES = [
   'TIMEOUT',
@@ -378,24 +475,32 @@ const FALLBACK_CODES = [
   'ERROR',
 ] as const
 
-const fallback = object({
-  /**
-   * The failures that get the fallback: mesh error codes, or `'ERROR'` for any other error of
-   * the call (a network error that survived the retries). Default
-   * `['CIRCUIT_OPEN', 'NO_HEALTHY_ENDPOINT', 'BULKHEAD_FULL']`.
-   */
-  on: optional(array(literalUnion(FALLBACK_CODES), { min: 1 }), [
-    'CIRCUIT_OPEN',
-    'NO_HEALTHY_ENDPOINT',
-    'BULKHEAD_FULL',
-  ]).describe('The failures that get the fallback.'),
-  /** The status of the static response. Default `503`. */
-  status: optional(integer({ min: 200, max: 599 }), 503).describe('The status of the static response.'),
-  /** The body of the static response. Default `''`. */
-  body: optional(string(), '').describe('The body of the static response.'),
-  /** Headers of the static response. Default `{}`. */
-  headers: optional(record(string()), {}).describe('Headers of the static response.'),
-})
+const fallback = transform(
+  object({
+    /**
+     * The failures that get the fallback: mesh error codes, or `'ERROR'` for any other error of
+     * the call (a network error that survived the retries). Default
+     * `['CIRCUIT_OPEN', 'NO_HEALTHY_ENDPOINT', 'BULKHEAD_FULL']`.
+     */
+    on: optional(array(literalUnion(FALLBACK_CODES), { min: 1 }), [
+      'CIRCUIT_OPEN',
+      'NO_HEALTHY_ENDPOINT',
+      'BULKHEAD_FULL',
+    ]).describe('The failures that get the fallback.'),
+    /** The status of the static response. Default `503`. */
+    status: optional(integer({ min: 200, max: 599 }), 503).describe('The status of the static response.'),
+    /** The body of the static response. Default `''`. */
+    body: optional(string(), '').describe('The body of the static response.'),
+    /** Headers of the static response: RFC 9110 names and values. Default `{}`. */
+    headers: optional(headerMap, {}).describe('Headers of the static response.'),
+  }),
+  (f, issue) => {
+    // fetch's Response refuses a body with these statuses: refused here, not at the call.
+    if (NULL_BODY_STATUSES.includes(f.status) && f.body !== '')
+      issue(`expected an empty body with status ${f.status}`, 'body')
+    return f
+  },
+)
 
 const subsetName = string({
   pattern: /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/,
@@ -412,7 +517,7 @@ const discovery = transform(
      * The DNS name to resolve: `users.internal`, or `_http._tcp.users.internal` for SRV. Default
      * none: the service's endpoints then come from the custom resolver given to `createMesh`.
      */
-    dns: optional(string({ pattern: DNS_NAME, expected: 'a DNS name' })).describe(
+    dns: optional(string({ pattern: DNS_NAME, expected: 'a DNS name', maxLength: 254 })).describe(
       'The DNS name to resolve. Default none: a custom resolver given to createMesh.',
     ),
     /** The records asked for: `'A'` (IPv4), `'AAAA'` (IPv6) or `'SRV'` (hosts, ports, weights). Default `'A'`. */
@@ -440,9 +545,9 @@ const discovery = transform(
 const hashKey = transform(
   object({
     /** Hash this request header (for gRPC, this metadata key). */
-    header: optional(string()).describe('Hash this request header (gRPC: metadata key).'),
-    /** Hash this cookie. */
-    cookie: optional(string()).describe('Hash this cookie.'),
+    header: optional(headerName).describe('Hash this request header (gRPC: metadata key).'),
+    /** Hash this cookie (a cookie name: an RFC 9110 token). */
+    cookie: optional(cookieName).describe('Hash this cookie.'),
     /** `true`: hash the path, without its query. */
     path: optional(boolean()).describe('true: hash the path, without its query.'),
     /** Hash this query parameter. */
@@ -459,8 +564,8 @@ const slowStart = transform(
   object({
     /** How long a new endpoint's weight takes to ramp up to its full value. Required. */
     window: duration().describe("How long a new endpoint's weight takes to ramp up."),
-    /** The ramp's shape: `1` is linear, above 1 ramps faster at first, below 1 slower. Default `1`. */
-    aggression: optional(number({ min: 0.001 }), 1).describe(
+    /** The ramp's shape, 0.001..1000: `1` is linear, above 1 faster at first, below 1 slower. Default `1`. */
+    aggression: optional(number({ min: 0.001, max: 1000 }), 1).describe(
       "The ramp's shape: 1 linear, above 1 faster at first, below 1 slower.",
     ),
   }),
@@ -614,6 +719,15 @@ const service = transform(
     /** A static response instead of chosen failures. Default none. */
     fallback: optional(fallback).describe('A static response instead of chosen failures. Default none.'),
     /**
+     * The authority (`Host` header) sent upstream instead of the endpoint's address, as a sidecar
+     * sends the service's name (`reviews:9080`): a host with an optional port. A route's
+     * `rewrite.host` overrides it. HTTP services only. Default: the endpoint's host and port, as
+     * fetch sends them.
+     */
+    authority: optional(hostHeader).describe(
+      'The Host header sent upstream instead of the endpoint address (host[:port]). Default: the endpoint address.',
+    ),
+    /**
      * Whether the time left before the deadline travels to the upstream: in the
      * `x-meshlet-timeout-ms` header for HTTP, as `grpc-timeout` for gRPC unary calls (gRPC
      * streams, calls with a `parent` and channels with a `grpc.service_config` always send it,
@@ -624,17 +738,6 @@ const service = transform(
      * deadline, as Envoy does with its route timeout (decision D27). `true`: that timeout is
      * sent too.
      */
-    /**
-     * The authority (`Host` header) sent upstream instead of the endpoint's address, as a sidecar
-     * sends the service's name (`reviews:9080`): a host with an optional port. A route's
-     * `rewrite.host` overrides it. HTTP services only. Default: the endpoint's host and port, as
-     * fetch sends them.
-     */
-    authority: optional(
-      string({ pattern: AUTHORITY, expected: 'a host with an optional port (host[:port])' }),
-    ).describe(
-      'The Host header sent upstream instead of the endpoint address (host[:port]). Default: the endpoint address.',
-    ),
     propagateDeadline: optional(boolean()).describe(
       "Whether the time left travels to the upstream (x-meshlet-timeout-ms for HTTP, grpc-timeout for gRPC unary calls). Default: HTTP always; gRPC all but the service's own timeout alone; true: that too.",
     ),
@@ -646,13 +749,6 @@ const service = transform(
         `expected at most halfOpenProbes (${cb.halfOpenProbes}), got ${cb.successThreshold}`,
         'circuitBreaker',
         'successThreshold',
-      )
-    }
-    if (cb && cb.windowType === 'count' && cb.windowSize !== undefined && !Number.isInteger(cb.windowSize)) {
-      issue(
-        `expected a whole number of calls for a count window, got ${cb.windowSize}`,
-        'circuitBreaker',
-        'windowSize',
       )
     }
     const { ttl } = s.retry.budget
@@ -755,8 +851,10 @@ const routeMatch = object({
   methods: optional(array(string())).describe('Methods. Default any.'),
   /** The path (for gRPC, the full method name `/pkg.Service/Method`). Default: any path. */
   path: optional(pathMatch).describe('The path (for gRPC, /pkg.Service/Method). Default any.'),
-  /** Headers (for gRPC, metadata), by lower-case name; all must match. Default none. */
-  headers: optional(record(stringMatch)).describe('Headers (gRPC metadata), all must match.'),
+  /** Headers (for gRPC, metadata), by lower-case name (an RFC 9110 token); all must match. Default none. */
+  headers: optional(record(stringMatch, { key: headerName })).describe(
+    'Headers (gRPC metadata), all must match.',
+  ),
   /** Query parameters, by name; all must match. Default none. */
   query: optional(record(stringMatch)).describe('Query parameters, all must match.'),
 })
@@ -771,12 +869,12 @@ const destination = object({
 })
 
 const headerOps = object({
-  /** Headers to set (replacing any value). Default `{}`. */
-  set: optional(record(string()), {}).describe('Headers to set.'),
-  /** Headers to append. Default `{}`. */
-  add: optional(record(string()), {}).describe('Headers to append.'),
-  /** Headers to remove. Default `[]`. */
-  remove: optional(array(string()), []).describe('Headers to remove.'),
+  /** Headers to set (replacing any value): RFC 9110 names and values. Default `{}`. */
+  set: optional(headerMap, {}).describe('Headers to set.'),
+  /** Headers to append: RFC 9110 names and values. Default `{}`. */
+  add: optional(headerMap, {}).describe('Headers to append.'),
+  /** Headers to remove, by name. Default `[]`. */
+  remove: optional(array(headerName), []).describe('Headers to remove.'),
 })
 
 const fault = object({
@@ -847,8 +945,8 @@ const route = object({
   sticky: optional(
     transform(
       object({
-        header: optional(string()).describe('A header to hash.'),
-        cookie: optional(string()).describe('A cookie to hash.'),
+        header: optional(headerName).describe('A header to hash.'),
+        cookie: optional(cookieName).describe('A cookie to hash.'),
         query: optional(string()).describe('A query parameter to hash.'),
       }),
       (k, issue) => {
@@ -869,10 +967,15 @@ const route = object({
    */
   rewrite: optional(
     object({
-      prefix: optional(string()).describe('Replaces the matched path prefix.'),
-      host: optional(
-        string({ pattern: AUTHORITY, expected: 'a host with an optional port (host[:port])' }),
-      ).describe('The Host header sent upstream (host[:port]).'),
+      // The URL parser drops tabs and newlines from a path: refused here rather than sent changed.
+      prefix: optional(
+        string({
+          pattern: /^[\x21-\x7e\u0080-\uffff]*$/,
+          maxLength: 2048,
+          expected: 'a path prefix (no spaces or controls)',
+        }),
+      ).describe('Replaces the matched path prefix.'),
+      host: optional(hostHeader).describe('The host header sent upstream.'),
     }),
   ).describe('Path prefix and host rewrites.'),
   /**
@@ -967,26 +1070,68 @@ export function parseConfig(input: unknown): ResolvedMeshConfig {
     checkReferences(config, issues)
     checkHosts(config, issues)
   }
-  if (issues.length > 0 || config === undefined) throw new ConfigInvalidError(issues)
+  if (issues.length > 0 || config === undefined) throw new ConfigInvalidError(bounded(issues))
   return deepFreeze(config)
 }
 
-/** Routes may only name services and subsets that exist. */
+/** The most issues an error lists; the rest are counted, so a message stays bounded (D46). */
+const MAX_ISSUES = 100
+
+function bounded(issues: ConfigIssue[]): ConfigIssue[] {
+  if (issues.length <= MAX_ISSUES) return issues
+  const more = issues.length - MAX_ISSUES
+  return [
+    ...issues.slice(0, MAX_ISSUES),
+    { path: '', message: `and ${more} more problem${more === 1 ? '' : 's'}` },
+  ]
+}
+
+/** The names in a message: at most 10, quoted, then how many more. */
+function names(keys: readonly string[], none: string): string {
+  if (keys.length === 0) return none
+  const shown = keys.slice(0, 10).map((k) => formatValue(k))
+  return keys.length > 10 ? `${shown.join(', ')} and ${keys.length - 10} more` : shown.join(', ')
+}
+
+/**
+ * Routes may only name services and subsets that exist, looked up by own key only (D47): a
+ * route to `constructor` names no service, whatever `Object.prototype` holds.
+ */
 function checkReferences(config: ResolvedMeshConfig, issues: ConfigIssue[]): void {
   const check = (path: string, service: string, subset: string | undefined) => {
-    const svc = config.services[service]
+    const svc = Object.hasOwn(config.services, service) ? config.services[service] : undefined
     if (svc === undefined) {
-      const known = Object.keys(config.services)
       issues.push({
         path: `${path}.service`,
-        message: `expected a configured service (${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none is configured'}), got "${service}"`,
+        message: `expected a configured service (${names(Object.keys(config.services), 'none is configured')}), got ${formatValue(service)}`,
       })
-    } else if (subset !== undefined && !(subset in svc.subsets)) {
-      const known = Object.keys(svc.subsets)
+    } else if (subset !== undefined && !Object.hasOwn(svc.subsets, subset)) {
       issues.push({
         path: `${path}.subset`,
-        message: `expected a subset of service "${service}" (${known.length ? known.map((k) => `"${k}"`).join(', ') : 'it has none'}), got "${subset}"`,
+        message: `expected a subset of service ${formatValue(service)} (${names(Object.keys(svc.subsets), 'it has none')}), got ${formatValue(subset)}`,
       })
+    }
+  }
+  // Hosts are case-insensitive, and the mesh finds services and subsets by lower-case name: two
+  // names that differ only in case would be one destination.
+  const seen = new Map<string, string>()
+  for (const [name, service] of Object.entries(config.services)) {
+    const first = seen.get(name.toLowerCase())
+    if (first !== undefined) {
+      issues.push({
+        path: childPath('services', name),
+        message: `duplicate service name ${formatValue(name)} (hosts are case-insensitive: same as ${formatValue(first)})`,
+      })
+    } else seen.set(name.toLowerCase(), name)
+    const subsets = new Map<string, string>()
+    for (const subset of Object.keys(service.subsets)) {
+      const other = subsets.get(subset.toLowerCase())
+      if (other !== undefined) {
+        issues.push({
+          path: childPath(childPath(childPath('services', name), 'subsets'), subset),
+          message: `duplicate subset name ${formatValue(subset)} (names are case-insensitive: same as ${formatValue(other)})`,
+        })
+      } else subsets.set(subset.toLowerCase(), subset)
     }
   }
   config.routes.forEach((r, i) => {
@@ -1009,10 +1154,17 @@ function checkReferences(config: ResolvedMeshConfig, issues: ConfigIssue[]): voi
  */
 function checkHosts(config: ResolvedMeshConfig, issues: ConfigIssue[]): void {
   const owner = new Map<string, string>()
-  for (const name of Object.keys(config.services)) owner.set(name.toLowerCase(), name)
+  for (const name of Object.keys(config.services)) {
+    owner.set(name.toLowerCase(), name)
+    if (!urlKeepsHost(name)) issues.push({ path: `services.${name}`, message: hostReadAs(name) })
+  }
   for (const [name, svc] of Object.entries(config.services)) {
     svc.hosts.forEach((host, i) => {
       const key = host.toLowerCase()
+      if (!urlKeepsHost(host)) {
+        issues.push({ path: `services.${name}.hosts[${i}]`, message: hostReadAs(host) })
+        return
+      }
       const other = owner.get(key)
       if (other !== undefined && other !== name) {
         issues.push({
@@ -1035,6 +1187,22 @@ function checkHosts(config: ResolvedMeshConfig, issues: ConfigIssue[]): void {
       }
     })
   })
+}
+
+/**
+ * Whether a name reaches the mesh as written when a URL names it: fetch's WHATWG parser reads a
+ * host whose last label is a number as an IPv4 address (`0` is `0.0.0.0`, `1.2` is `1.0.0.2`) and
+ * refuses some others (`users.123`), so a service of such a name could never be called by it.
+ */
+function urlKeepsHost(name: string): boolean {
+  return URL.canParse(`http://${name}/`) && new URL(`http://${name}/`).hostname === name.toLowerCase()
+}
+
+function hostReadAs(name: string): string {
+  const read = URL.canParse(`http://${name}/`) ? new URL(`http://${name}/`).hostname : undefined
+  return read === undefined
+    ? `expected a host name a URL can carry, got "${name}" (a URL with it does not parse)`
+    : `expected a host name a URL keeps as written, got "${name}" (a URL reads it as "${read}")`
 }
 
 /** The JSON Schema (draft 2020-12) of {@link MeshConfig}, for editors and other languages. */

@@ -9,6 +9,13 @@
  * file by renaming another one over it: a watch on the old inode would go quiet. A bad edit must
  * never take a working mesh down, so it is reported and the last good config stays in force.
  * Every problem names the file and, when it can be found, the line (`mesh.yaml:12`).
+ *
+ * A config file is untrusted input (D48): a file nested deeper than {@link MAX_DEPTH} levels is
+ * refused before any recursive step sees it (the YAML composer, `toJS` and the line lookup all
+ * recurse, and a stack overflow inside them has been seen to abort the process on the next
+ * parse), aliases expand at most {@link MAX_ALIASES} times (a "billion laughs" file is refused), a
+ * UTF-8 byte order mark is skipped, and every failure of the text is a `ConfigInvalidError`
+ * naming the file.
  */
 
 import { type FSWatcher, watch } from 'node:fs'
@@ -19,6 +26,7 @@ import type { TimerHandle } from '../../core/clock.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import type { Mesh } from '../mesh.js'
 import { type MeshConfig, parseConfig } from './config.js'
+import { MAX_ALIASES, MAX_DEPTH, tooDeepAt } from './yaml-bounds.js'
 
 type Format = 'yaml' | 'json'
 
@@ -28,7 +36,9 @@ const FORMATS: Readonly<Record<string, Format>> = { '.yaml': 'yaml', '.yml': 'ya
  * Reads the mesh config in the file at `path` (YAML for `.yaml`/`.yml`, JSON for `.json`),
  * validates it as `createMesh` would, and returns it as written (the input form, not resolved).
  * Throws {@link ConfigInvalidError} listing every problem, each message ending with the file
- * and line (`(mesh.yaml:12)`); a file that cannot be read rejects with the file system's error.
+ * and line (`(mesh.yaml:12)`); a file nested deeper than 64 levels, or whose YAML aliases expand
+ * more than 100 times, is refused the same way, and a leading UTF-8 byte order mark is skipped. A
+ * file that cannot be read rejects with the file system's error.
  *
  * @example
  * ```ts
@@ -48,8 +58,34 @@ function formatOf(path: string): Format {
   return format
 }
 
-/** Parses and validates `text`; `file` is only named in messages. */
-function parseConfigText(text: string, format: Format, file: string): MeshConfig {
+export { MAX_ALIASES, MAX_DEPTH } from './yaml-bounds.js'
+
+/** One refusal of the whole text, naming the file (and the line when known). */
+function refuse(message: string, file: string, line?: number): ConfigInvalidError {
+  return new ConfigInvalidError([
+    { path: '', message: `${message} (${file}${line === undefined ? '' : `:${line}`})` },
+  ])
+}
+
+/**
+ * Parses and validates `text`; `file` is only named in messages. Nothing but a
+ * `ConfigInvalidError` leaves it: an unexpected failure of a parser is one too, naming the file.
+ */
+function parseConfigText(raw: string, format: Format, file: string): MeshConfig {
+  // A byte order mark is no part of the text (JSON.parse refuses it, editors on Windows write it).
+  const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw
+  try {
+    return parseText(text, format, file)
+  } catch (error) {
+    if (error instanceof ConfigInvalidError) throw error
+    const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+    throw refuse(`unreadable ${format === 'json' ? 'JSON' : 'YAML'}: ${reason.slice(0, 200)}`, file)
+  }
+}
+
+function parseText(text: string, format: Format, file: string): MeshConfig {
+  const deepAt = tooDeepAt(text)
+  if (deepAt !== undefined) throw refuse(`nested deeper than ${MAX_DEPTH} levels`, file, deepAt)
   let data: unknown
   if (format === 'json') {
     try {
@@ -74,7 +110,13 @@ function parseConfigText(text: string, format: Format, file: string): MeshConfig
         }),
       )
     }
-    data = doc.toJS()
+    try {
+      data = doc.toJS({ maxAliasCount: MAX_ALIASES })
+    } catch (error) {
+      // `yaml` throws a ReferenceError for an alias bomb ("Excessive alias count").
+      const reason = error instanceof Error ? error.message : String(error)
+      throw refuse(`invalid YAML: ${reason.slice(0, 200)}`, file)
+    }
   }
   try {
     parseConfig(data)
@@ -87,11 +129,22 @@ function parseConfigText(text: string, format: Format, file: string): MeshConfig
 
 /** The same error with each message ending in the file and, when found, the line of its value. */
 function withFile(error: ConfigInvalidError, text: string, file: string): ConfigInvalidError {
-  // JSON is YAML 1.2 flow syntax, so one parser finds positions in both formats.
+  // JSON is YAML 1.2 flow syntax, so one parser finds positions in both formats (the text has
+  // passed tooDeepAt: its nesting is bounded). No line is better than no error.
   const lines = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lines })
+  let doc: ReturnType<typeof parseDocument> | undefined
+  try {
+    doc = parseDocument(text, { lineCounter: lines })
+  } catch {
+    doc = undefined
+  }
   const issues: ConfigIssue[] = error.issues.map((issue) => {
-    const line = lineOf(doc, lines, issue.path)
+    let line: number | undefined
+    try {
+      line = doc === undefined ? undefined : lineOf(doc, lines, issue.path)
+    } catch {
+      line = undefined
+    }
     return { path: issue.path, message: `${issue.message} (${file}${line === undefined ? '' : `:${line}`})` }
   })
   return new ConfigInvalidError(issues)

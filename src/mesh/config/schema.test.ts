@@ -185,10 +185,17 @@ describe('record', () => {
     ])
   })
 
-  it('keeps a "__proto__" key as data', () => {
+  it('keeps a "__proto__" key as data, in a record with no prototype', () => {
     const value = run(record(string()), JSON.parse('{"__proto__": "x"}')).value
-    expect(Object.getPrototypeOf(value)).toBe(Object.prototype)
+    expect(Object.getPrototypeOf(value)).toBe(null)
     expect(value && Object.hasOwn(value, '__proto__')).toBe(true)
+    expect(({} as Record<string, unknown>).x).toBeUndefined()
+  })
+
+  it('finds no inherited name: constructor and toString are not keys of a record', () => {
+    const value = run(record(string()), { a: 'x' }).value as Record<string, unknown>
+    expect(value.constructor).toBeUndefined()
+    expect(value.toString).toBeUndefined()
   })
 })
 
@@ -309,5 +316,65 @@ describe('jsonSchema', () => {
       description: 'outer',
       type: 'string',
     })
+  })
+})
+
+describe('bounds on hostile input (D46)', () => {
+  it('reports each hole of an array at its index, as new Array(n) makes them', () => {
+    const sparse: unknown[] = [1]
+    sparse[2] = 3
+    expect(run(array(integer()), sparse).issues).toEqual([
+      '[1]: expected an item, got an empty slot (a hole in the array)',
+    ])
+    expect(run(array(integer()), new Array(2)).issues).toHaveLength(2)
+  })
+
+  it('checks a string length before its pattern', () => {
+    expect(run(string({ pattern: /^a+$/, maxLength: 3 }), 'aaaa').issues).toEqual([
+      ': expected at most 3 characters, got 4',
+    ])
+    expect(run(string({ pattern: /^a+$/, maxLength: 3 }), 'aaa').issues).toEqual([])
+  })
+
+  it('refuses a duration longer than a Node.js timer holds', () => {
+    expect(run(duration(), 2_147_483_647).value).toBe(2_147_483_647)
+    expect(run(duration(), '600h').issues).toEqual([
+      ': expected a duration of at most 2147483647ms (about 24.8 days), got "600h"',
+    ])
+  })
+
+  it('cuts long keys in paths and messages, and suggests only for short keys', () => {
+    const long = 'k'.repeat(100)
+    expect(childPath('a', long)).toBe(`a.${'k'.repeat(63)}…`)
+    const shape = object({ timeout: optional(integer()) })
+    expect(run(shape, { timeot: 1 }).issues).toEqual([': unknown key "timeot" (did you mean "timeout"?)'])
+    expect(run(shape, { [`timeout${'t'.repeat(100)}`]: 1 }).issues).toEqual([
+      `: unknown key "timeout${'t'.repeat(56)}…"`,
+    ])
+  })
+
+  it('shows a long string value cut, without quoting all of it', () => {
+    expect(formatValue('x'.repeat(1_000_000))).toBe(`"${'x'.repeat(37)}…"`)
+  })
+})
+
+describe('plain objects only', () => {
+  it('refuses a Map, a Set, a Date or a class instance where an object is expected', () => {
+    const shape = record(string())
+    expect(run(shape, new Map([['a', 'b']])).issues).toEqual([': expected an object, got Map'])
+    expect(run(shape, new Set()).issues).toEqual([': expected an object, got Set'])
+    expect(run(object({}), new Date(0)).issues).toEqual([': expected an object, got Date'])
+    class Config {
+      services = {}
+    }
+    expect(run(object({ services: optional(record(string())) }), new Config()).issues).toEqual([
+      ': expected an object, got a class instance',
+    ])
+  })
+
+  it('accepts an object with no prototype, and one from another realm', async () => {
+    const { runInNewContext } = await import('node:vm')
+    expect(run(record(string()), Object.create(null)).issues).toEqual([])
+    expect(run(record(string()), runInNewContext('({ a: "b" })')).value).toEqual({ a: 'b' })
   })
 })

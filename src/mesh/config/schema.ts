@@ -103,23 +103,52 @@ function kindOf(value: unknown): JsonKind | undefined {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'array'
   const type = typeof value
-  return type === 'string' || type === 'number' || type === 'boolean' || type === 'object' ? type : undefined
+  if (type === 'object') return isPlain(value as object) ? 'object' : undefined
+  return type === 'string' || type === 'number' || type === 'boolean' ? type : undefined
+}
+
+/**
+ * Whether `value` is a plain object: its prototype is `Object.prototype` (of any realm) or none.
+ * A `Map`, `Set` or `Date` (YAML's `!!omap`, `!!set`, `!!timestamp`) or a class instance is no
+ * JSON object: read by its own keys it would pass as `{}`, silently dropping what it holds.
+ */
+function isPlain(value: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === null || Object.getPrototypeOf(proto) === null
 }
 
 /** A value as messages show it: JSON for primitives, the kind for the rest, at most 40 characters. */
 export function formatValue(value: unknown): string {
   const kind = kindOf(value)
   if (kind === 'array' || kind === 'object' || kind === 'null') return kind
-  const text = typeof value === 'string' ? JSON.stringify(value) : String(value)
+  // Not a JSON value (a Map, a Date, a class instance): its tag, never its own toString.
+  if (typeof value === 'object') {
+    const tag = Object.prototype.toString.call(value).slice(8, -1)
+    return tag === 'Object' ? 'a class instance' : tag
+  }
+  // A long string is cut before it is quoted: a megabyte value costs no megabyte of work.
+  const text = typeof value === 'string' ? JSON.stringify(value.slice(0, 41)) : String(value)
   if (text.length <= 40) return text
   return typeof value === 'string' ? `${text.slice(0, 38)}…"` : `${text.slice(0, 39)}…`
 }
 
-/** The path of `key` inside `path`: `a.b`, `a[0]`, or `a["x.y"]` when a key would be ambiguous. */
+/** Keys and values longer than this are cut in paths and messages, which stay bounded (D46). */
+const MAX_SHOWN = 64
+
+/** `text` when at most {@link MAX_SHOWN} characters long, else its start and `…`. */
+function cut(text: string): string {
+  return text.length <= MAX_SHOWN ? text : `${text.slice(0, MAX_SHOWN - 1)}…`
+}
+
+/**
+ * The path of `key` inside `path`: `a.b`, `a[0]`, or `a["x.y"]` when a key would be ambiguous.
+ * A key longer than {@link MAX_SHOWN} characters is shown cut, ending in `…`.
+ */
 export function childPath(path: string, key: string | number): string {
   if (typeof key === 'number') return `${path}[${key}]`
-  if (!isPlainKey(key)) return `${path}[${JSON.stringify(key)}]`
-  return path === '' ? key : `${path}.${key}`
+  const shown = cut(key)
+  if (!isPlainKey(shown)) return `${path}[${JSON.stringify(shown)}]`
+  return path === '' ? shown : `${path}.${shown}`
 }
 
 /** Whether `key` can follow a dot in a path (no space, dot, bracket or quote). */
@@ -159,10 +188,17 @@ function editDistance(a: string, b: string): number {
   return at(a.length, b.length)
 }
 
+/**
+ * The message of an unknown key, with the closest known key within two edits. Suggestions are
+ * computed only for keys of at most {@link MAX_SHOWN} characters whose length is within two of
+ * the candidate's (the distance is at least the length difference), so a hostile key of a
+ * megabyte costs one length check, not an edit-distance table (D46).
+ */
 function unknownKey(key: string, known: readonly string[]): string {
   let closest: string | undefined
   let closestDistance = 3 // suggest only within two edits
-  for (const candidate of known) {
+  for (const candidate of key.length <= MAX_SHOWN ? known : []) {
+    if (Math.abs(candidate.length - key.length) >= closestDistance) continue
     const distance = editDistance(key.toLowerCase(), candidate.toLowerCase())
     if (distance < closestDistance && distance < key.length) {
       closest = candidate
@@ -170,7 +206,7 @@ function unknownKey(key: string, known: readonly string[]): string {
     }
   }
   const hint = closest === undefined ? '' : ` (did you mean ${JSON.stringify(closest)}?)`
-  return `unknown key ${JSON.stringify(key)}${hint}`
+  return `unknown key ${JSON.stringify(cut(key))}${hint}`
 }
 
 /** An object with exactly the keys of `shape`; any other key is an issue, with a suggestion. */
@@ -219,7 +255,12 @@ export function object<S extends Shape>(shape: S): Schema<ObjectInput<S>, Object
   })
 }
 
-/** An object with any string keys, each value matching `value`, each key matching `options.key`. */
+/**
+ * An object with any string keys, each value matching `value`, each key matching `options.key`.
+ * Only the input's own keys are read, and the output has no prototype: a lookup by a name from a
+ * config or a call (`services[name]`) never finds `constructor`, `toString` or `__proto__` from
+ * `Object.prototype`, and a `"__proto__"` key is plain data (D47).
+ */
 export function record<In, Out>(
   value: Schema<In, Out, boolean>,
   options: { readonly key?: Schema<string, string, boolean> } = {},
@@ -231,14 +272,14 @@ export function record<In, Out>(
     parse(input, path, issues) {
       if (!isRecord(input)) return fail(issues, path, 'an object', input)
       const before = issues.length
-      const entries: [string, Out | undefined][] = []
+      // No prototype: assignment then makes a "__proto__" key an own property, not a setter call.
+      const out = Object.create(null) as Record<string, Out | undefined>
       for (const key of Object.keys(input)) {
         const at = childPath(path, key)
         keySchema?.parse(key, at, issues)
-        entries.push([key, value.parse(input[key], at, issues)])
+        out[key] = value.parse(input[key], at, issues)
       }
-      // fromEntries, unlike assignment, keeps a "__proto__" key as data.
-      return issues.length > before ? undefined : (Object.fromEntries(entries) as Record<string, Out>)
+      return issues.length > before ? undefined : (out as Record<string, Out>)
     },
     json: () => ({
       type: 'object',
@@ -248,7 +289,10 @@ export function record<In, Out>(
   })
 }
 
-/** An array of `item`, with at least `min` items (default 0), none sharing the key `uniqueBy` gives. */
+/**
+ * An array of `item`, with at least `min` items (default 0), none sharing the key `uniqueBy`
+ * gives. Every index is checked: a hole is an issue.
+ */
 export function array<In, Out>(
   item: Schema<In, Out, boolean>,
   options: { readonly min?: number; readonly uniqueBy?: (item: Out) => string } = {},
@@ -267,10 +311,16 @@ export function array<In, Out>(
         })
       }
       const firstIndex = new Map<string, number>()
-      const out = value.map((element: unknown, i) => {
+      const out: Out[] = []
+      // Every index, holes included: `map` and `forEach` skip holes, which then pass unchecked.
+      for (let i = 0; i < value.length; i++) {
         const at = childPath(path, i)
+        if (!(i in value)) {
+          issues.push({ path: at, message: 'expected an item, got an empty slot (a hole in the array)' })
+          continue
+        }
         const count = issues.length
-        const parsed = item.parse(element, at, issues)
+        const parsed = item.parse(value[i], at, issues)
         // Only items that parsed are compared, so one bad item does not hide a duplicate.
         if (uniqueBy && issues.length === count) {
           const key = uniqueBy(parsed as Out)
@@ -278,9 +328,9 @@ export function array<In, Out>(
           if (first === undefined) firstIndex.set(key, i)
           else issues.push({ path: at, message: `duplicate ${formatValue(key)} (same as [${first}])` })
         }
-        return parsed
-      })
-      return issues.length > before ? undefined : (out as Out[])
+        out.push(parsed as Out)
+      }
+      return issues.length > before ? undefined : out
     },
     json: () => ({ type: 'array', items: item.jsonSchema(), ...(min > 0 ? { minItems: min } : {}) }),
   })
@@ -348,19 +398,30 @@ export function number(options: NumberOptions = {}): Schema<number, number> {
   return numeric(false, options)
 }
 
-/** A string, matching `pattern` when given (no flags: the pattern is also the JSON Schema's). */
+/**
+ * A string, matching `pattern` when given (no flags: the pattern is also the JSON Schema's), of
+ * at most `maxLength` characters (default no limit; checked before the pattern).
+ */
 export function string(
-  options: { readonly pattern?: RegExp; readonly expected?: string } = {},
+  options: { readonly pattern?: RegExp; readonly expected?: string; readonly maxLength?: number } = {},
 ): Schema<string, string> {
-  const { pattern, expected = 'a string' } = options
+  const { pattern, expected = 'a string', maxLength } = options
   return define({
     expected,
     kinds: ['string'],
-    parse: (value, path, issues) =>
-      typeof value === 'string' && (pattern === undefined || pattern.test(value))
-        ? value
-        : fail(issues, path, expected, value),
-    json: () => ({ type: 'string', ...(pattern ? { pattern: pattern.source } : {}) }),
+    parse(value, path, issues) {
+      if (typeof value !== 'string') return fail(issues, path, expected, value)
+      if (maxLength !== undefined && value.length > maxLength) {
+        issues.push({ path, message: `expected at most ${maxLength} characters, got ${value.length}` })
+        return undefined
+      }
+      return pattern === undefined || pattern.test(value) ? value : fail(issues, path, expected, value)
+    },
+    json: () => ({
+      type: 'string',
+      ...(pattern ? { pattern: pattern.source } : {}),
+      ...(maxLength !== undefined ? { maxLength } : {}),
+    }),
   })
 }
 
@@ -377,18 +438,32 @@ export function boolean(): Schema<boolean, boolean> {
 
 const DURATION_EXPECTED = 'a duration (ms number or string like "250ms", "2s")'
 
-/** A {@link Duration}, converted to milliseconds. */
+/**
+ * The longest duration accepted: 2^31 - 1 ms (about 24.8 days), the longest delay a Node.js timer
+ * keeps (a longer one fires after 1 ms), so a duration in config never means "at once".
+ */
+const MAX_DURATION = 2_147_483_647
+
+/** A {@link Duration}, converted to milliseconds, from 0 to {@link MAX_DURATION}. */
 export function duration(): Schema<Duration, number> {
   return define({
     expected: DURATION_EXPECTED,
     kinds: ['number', 'string'],
     parse(value, path, issues) {
       const ms = typeof value === 'number' || typeof value === 'string' ? toMilliseconds(value) : undefined
-      return ms ?? fail(issues, path, DURATION_EXPECTED, value)
+      if (ms === undefined) return fail(issues, path, DURATION_EXPECTED, value)
+      if (ms > MAX_DURATION) {
+        issues.push({
+          path,
+          message: `expected a duration of at most ${MAX_DURATION}ms (about 24.8 days), got ${formatValue(value)}`,
+        })
+        return undefined
+      }
+      return ms
     },
     json: () => ({
       anyOf: [
-        { type: 'number', minimum: 0 },
+        { type: 'number', minimum: 0, maximum: MAX_DURATION },
         { type: 'string', pattern: DURATION_PATTERN.source },
       ],
     }),

@@ -12,8 +12,11 @@ type OutlierDetection = NonNullable<IstioServiceConfig['outlierDetection']>
 
 /** The longest timer Node can arm: a wait that only the call's deadline ends, as in Envoy. */
 const LONGEST_WAIT_MS = 2_147_483_647
-/** Envoy's default limits (2^32 - 1): no limit. */
-const ENVOY_UNLIMITED = 4_294_967_295
+/**
+ * The largest count meshlet's config takes (its range for `concurrency`): Envoy's "no limit"
+ * (2^32 - 1) and any larger Istio count become this, in effect no limit either.
+ */
+const MESH_COUNT_MAX = 1_000_000
 
 /** The fields of a `trafficPolicy`, one of which Istio requires. */
 const POLICY_FIELDS = [
@@ -161,9 +164,9 @@ function connectionPool(pool: Fields): IstioServiceConfig['concurrency'] {
     }
     return v === undefined || v === 0 ? undefined : v
   }
-  const maxRequests = nonNegative(http, 'http2MaxRequests', 'http2 max requests')
-  const pending = nonNegative(http, 'http1MaxPendingRequests', 'http1 max pending requests')
-  const maxConnections = nonNegative(tcp, 'maxConnections', 'max connections')
+  const maxRequests = atMostMesh(nonNegative(http, 'http2MaxRequests', 'http2 max requests'))
+  const pending = atMostMesh(nonNegative(http, 'http1MaxPendingRequests', 'http1 max pending requests'))
+  const maxConnections = atMostMesh(nonNegative(tcp, 'maxConnections', 'max connections'))
   if (http?.has('maxRetries')) {
     nonNegative(http, 'maxRetries', 'max retries')
     out.unsupported(http.at('maxRetries'), 'meshlet bounds retries with its retry budget')
@@ -179,7 +182,7 @@ function connectionPool(pool: Fields): IstioServiceConfig['concurrency'] {
   if (maxRequests !== undefined && (maxConnections === undefined || maxRequests <= maxConnections)) {
     result = { max: maxRequests, queue: 0 }
   } else if (maxConnections !== undefined) {
-    result = { max: maxConnections, queue: pending ?? ENVOY_UNLIMITED, queueTimeout: LONGEST_WAIT_MS }
+    result = { max: maxConnections, queue: pending ?? MESH_COUNT_MAX, queueTimeout: LONGEST_WAIT_MS }
   }
   if (result === undefined && pending !== undefined) {
     out.unsupported(http!.at('http1MaxPendingRequests'), 'no effect without a request or connection limit')
@@ -284,4 +287,9 @@ function outlierDetection(od: Fields): OutlierDetection {
   }
   od.done()
   return result
+}
+
+/** A count within meshlet's range: a larger one is as good as unlimited there. */
+function atMostMesh(n: number | undefined): number | undefined {
+  return n === undefined ? undefined : Math.min(n, MESH_COUNT_MAX)
 }

@@ -27,6 +27,7 @@
 import { parseAllDocuments } from 'yaml'
 import { ConfigInvalidError } from '../../core/errors.js'
 import type { MeshConfig, ServiceConfig } from '../config/config.js'
+import { MAX_ALIASES, MAX_DEPTH, tooDeepAt } from '../config/yaml-bounds.js'
 import { destinationRule } from './destination-rule.js'
 import { Fields, isObject, Out } from './fields.js'
 import { resolveHost } from './hosts.js'
@@ -148,11 +149,24 @@ export function fromIstio(
   const texts = typeof yaml === 'string' ? [yaml] : yaml
   let n = 0
   for (const text of texts) {
+    // Control-plane input is untrusted: depth and alias expansion are bounded before the YAML
+    // composer and toJS, which recurse, see the text (D48).
+    const deepAt = tooDeepAt(text)
+    if (deepAt !== undefined) {
+      throw new SyntaxError(`fromIstio: nested deeper than ${MAX_DEPTH} levels at line ${deepAt}`)
+    }
     for (const doc of parseAllDocuments(text)) {
       n++
       const error = doc.errors[0]
       if (error) throw new SyntaxError(`fromIstio: document ${n} is not valid YAML: ${error.message}`)
-      flatten(doc.toJS(), `document ${n}`, docs)
+      let value: unknown
+      try {
+        value = doc.toJS({ maxAliasCount: MAX_ALIASES })
+      } catch (cause) {
+        const reason = cause instanceof Error ? cause.message : String(cause)
+        throw new SyntaxError(`fromIstio: document ${n} is not valid YAML: ${reason}`)
+      }
+      flatten(value, `document ${n}`, docs)
     }
   }
   const state = new State({
