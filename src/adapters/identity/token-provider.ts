@@ -17,7 +17,7 @@
  * source (file path or provider) and the reason only (docs/security.md, "Bearer identity").
  */
 
-import { readFile } from 'node:fs/promises'
+import { type FileHandle, open } from 'node:fs/promises'
 import { TokenUnavailableError } from '../../core/errors.js'
 
 /**
@@ -206,14 +206,22 @@ export class TokenSource {
  */
 export function fileTokenProvider(path: string): TokenProvider {
   return async function readTokenFile() {
+    let file: FileHandle | undefined
     try {
-      return await readFile(path, 'utf8')
+      // Bounded: a path to /dev/zero or a huge file must not fill memory; one byte more than the
+      // longest token accepted tells a too-long token from one at the limit.
+      file = await open(path, 'r')
+      const buffer = Buffer.alloc(MAX_TOKEN_LENGTH * 4 + 1)
+      const { bytesRead } = await file.read(buffer, 0, buffer.length, 0)
+      return buffer.toString('utf8', 0, bytesRead)
     } catch (error) {
       // The file system's error names the path and the reason (ENOENT, EACCES), never contents.
       const code = (error as { code?: unknown }).code
       throw new Error(typeof code === 'string' ? `cannot read ${path} (${code})` : `cannot read ${path}`, {
         cause: error,
       })
+    } finally {
+      await file?.close().catch(noop)
     }
   }
 }
