@@ -214,7 +214,12 @@ export class Mesh {
         old.refresh === refresh &&
         old.timeout === timeout &&
         (fn === undefined || old.provider === fn)
-      next.set(key, same ? old : new TokenSource({ service: name, source, provider, refresh, timeout }))
+      next.set(
+        key,
+        same
+          ? old
+          : new TokenSource({ service: name, source, provider, refresh, timeout, clock: this.clock }),
+      )
     }
     // A name that matches no service is a typo at creation; an update may drop a service for a while.
     if (fns !== undefined && initial) {

@@ -18,6 +18,7 @@
  */
 
 import { type FileHandle, open } from 'node:fs/promises'
+import { type Clock, systemClock } from '../../core/clock.js'
 import { TokenUnavailableError } from '../../core/errors.js'
 
 /**
@@ -42,7 +43,9 @@ export interface TokenSourceOptions {
   readonly refresh?: number
   /** The longest one refresh may take, in ms. Default `10_000`. */
   readonly timeout?: number
-  /** Wall-clock time in ms, compared with `exp`. Default `Date.now`. */
+  /** Where time comes from: the refresh's timeout timer, and wall time for `exp`. Default the system clock. */
+  readonly clock?: Clock
+  /** Wall-clock time in ms, compared with `exp`. Default `clock.wall`. */
   readonly now?: () => number
 }
 
@@ -70,6 +73,7 @@ export class TokenSource {
   /** See {@link TokenSourceOptions.timeout}. */
   readonly timeout: number
   readonly #now: () => number
+  readonly #clock: Clock
   #token: string | undefined = undefined
   // Wall-clock ms: when the token is due for refresh, when it stops being usable, and when a
   // failed refresh may be tried again.
@@ -85,7 +89,9 @@ export class TokenSource {
     this.provider = options.provider
     this.refresh = options.refresh ?? Number.POSITIVE_INFINITY
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT
-    this.#now = options.now ?? Date.now
+    const clock = options.clock ?? systemClock
+    this.#clock = clock
+    this.#now = options.now ?? (() => clock.wall())
   }
 
   /**
@@ -158,26 +164,26 @@ export class TokenSource {
 
   /** The provider's answer, or a rejection after the timeout. */
   #bounded(): Promise<unknown> {
+    const clock = this.#clock
     return new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = clock.setTimer(() => {
         reject(new TokenUnavailableError(this.service, this.source, `no token within ${this.timeout}ms`))
       }, this.timeout)
-      timer.unref?.()
       let answer: Promise<string> | string
       try {
         answer = this.provider()
       } catch (error) {
-        clearTimeout(timer)
+        clock.clearTimer(timer)
         reject(error)
         return
       }
       Promise.resolve(answer).then(
         (value) => {
-          clearTimeout(timer)
+          clock.clearTimer(timer)
           resolve(value)
         },
         (error: unknown) => {
-          clearTimeout(timer)
+          clock.clearTimer(timer)
           reject(error)
         },
       )
