@@ -165,6 +165,25 @@ describe('outbound bearer tokens over fetch', () => {
     expect(s.requests).toBe(0)
   })
 
+  it('keeps the cached token across an update that keeps its source, and starts anew when it changes', async () => {
+    const s = await echoAuth()
+    const dir = tempDir()
+    const [a, b] = [join(dir, 'a'), join(dir, 'b')]
+    writeFileSync(a, 'token-a')
+    writeFileSync(b, 'token-b')
+    const config = (file: string) => ({
+      services: { users: { endpoints: [s.url], auth: { tokenFile: file } } },
+    })
+    const mesh = track(createMesh(config(a)))
+    const f = withMesh(fetch, mesh)
+    expect((await (await f('http://users/x')).json()).authorization).toBe('Bearer token-a')
+    writeFileSync(a, 'token-a2') // not re-read before auth.refresh: the same source is kept
+    mesh.update(config(a))
+    expect((await (await f('http://users/x')).json()).authorization).toBe('Bearer token-a')
+    mesh.update(config(b))
+    expect((await (await f('http://users/x')).json()).authorization).toBe('Bearer token-b')
+  })
+
   it('refuses auth without a token source, with both, and a tokens name that is no service', () => {
     expect(() =>
       createMesh({ services: { users: { endpoints: ['http://127.0.0.1:1'], auth: {} } } }),
@@ -197,6 +216,11 @@ describe('outbound bearer tokens over gRPC', () => {
         seen.push(String(call.metadata.get('authorization')[0] ?? ''))
         cb(null, { text: call.request.text, index: 0, server: 's' })
       },
+      ServerStream(call) {
+        seen.push(String(call.metadata.get('authorization')[0] ?? ''))
+        call.write({ text: call.request.text, index: 0, server: 's' })
+        call.end()
+      },
     })
     cleanup.push(() => server.close())
     const token = jwt(inSeconds(600))
@@ -216,7 +240,14 @@ describe('outbound bearer tokens over gRPC', () => {
     const own = new grpc.Metadata()
     own.set('authorization', 'Bearer mine')
     await unary(own)
-    expect(seen).toEqual([`Bearer ${token}`, 'Bearer mine'])
+    // A streaming call carries it too.
+    await new Promise<void>((resolve, reject) => {
+      const stream = c.ServerStream({ text: 's', count: 1 })
+      stream.on('data', () => {})
+      stream.on('error', reject)
+      stream.on('end', resolve)
+    })
+    expect(seen).toEqual([`Bearer ${token}`, 'Bearer mine', `Bearer ${token}`])
   })
 
   it('fails with UNAUTHENTICATED when no token can be had', async () => {
