@@ -321,6 +321,7 @@ export class Mesh {
         })
       }
       for (const fn of this.#onClose.splice(0)) fn()
+      for (const tokens of this.#tokens.values()) tokens.close()
       this.#closed2 = true
       this.events.clear()
     })()

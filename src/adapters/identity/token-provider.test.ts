@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { isMeshError } from '../../core/errors.js'
+import { ManualClock } from '../../testing/manual-clock.js'
 import { jwtExpiry, TokenSource } from './token-provider.js'
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
@@ -133,15 +134,33 @@ describe('TokenSource', () => {
     }
   })
 
+  it('ends a refresh in flight at close, clearing its timer', async () => {
+    const clock = new ManualClock()
+    const source = new TokenSource({
+      service: 'users',
+      source: 'provider tokens.users',
+      provider: () => new Promise<string>(() => {}),
+      clock,
+    })
+    const waiting = source.get().catch((e: unknown) => e)
+    expect(clock.nextTimerAt()).toBeDefined()
+    source.close()
+    expect(((await waiting) as Error).message).toMatch(/the mesh was closed/)
+    expect(clock.nextTimerAt()).toBeUndefined()
+  })
+
   it('bounds a provider that never answers by its timeout', async () => {
+    const clock = new ManualClock()
     const source = new TokenSource({
       service: 'users',
       source: 'provider tokens.users',
       provider: () => new Promise<string>(() => {}),
       timeout: 20,
+      clock,
     })
-    const error = await source.get().catch((e: unknown) => e)
-    expect((error as Error).message).toMatch(/no token within 20ms/)
+    const waiting = source.get().catch((e: unknown) => e)
+    await clock.advance(20)
+    expect(((await waiting) as Error).message).toMatch(/no token within 20ms/)
   })
 })
 

@@ -81,6 +81,8 @@ export class TokenSource {
   #expiresAt = 0
   #retryAt = 0
   #pending: Promise<string> | undefined = undefined
+  // The refresh in flight's timeout timer and how to end it early (close).
+  #stop: (() => void) | undefined = undefined
   #lastError: TokenUnavailableError | undefined = undefined
 
   constructor(options: TokenSourceOptions) {
@@ -163,26 +165,43 @@ export class TokenSource {
   }
 
   /** The provider's answer, or a rejection after the timeout. */
+  /**
+   * Ends a refresh in flight (its callers get a {@link TokenUnavailableError}) and clears its
+   * timer: for the mesh's close, which leaves no timer behind. The source stays usable.
+   */
+  close(): void {
+    this.#stop?.()
+  }
+
   #bounded(): Promise<unknown> {
     const clock = this.#clock
     return new Promise<unknown>((resolve, reject) => {
       const timer = clock.setTimer(() => {
+        this.#stop = undefined
         reject(new TokenUnavailableError(this.service, this.source, `no token within ${this.timeout}ms`))
       }, this.timeout)
+      this.#stop = () => {
+        this.#stop = undefined
+        clock.clearTimer(timer)
+        reject(new TokenUnavailableError(this.service, this.source, 'the mesh was closed'))
+      }
       let answer: Promise<string> | string
       try {
         answer = this.provider()
       } catch (error) {
+        this.#stop = undefined
         clock.clearTimer(timer)
         reject(error)
         return
       }
       Promise.resolve(answer).then(
         (value) => {
+          this.#stop = undefined
           clock.clearTimer(timer)
           resolve(value)
         },
         (error: unknown) => {
+          this.#stop = undefined
           clock.clearTimer(timer)
           reject(error)
         },
