@@ -133,6 +133,9 @@ describe('jwtVerifier', () => {
     expect(await reason(verify(noExp))).toBe('claim')
     expect(() => jwtVerifier({ jwks: jwks(), algorithms: ['HS256'] })).toThrow(/asymmetric ones only/)
     expect(() => jwtVerifier({ jwks: jwks(), algorithms: ['none'] })).toThrow(/asymmetric ones only/)
+    expect(() => jwtVerifier({ jwks: 'ftp://keys.example/jwks' })).toThrow(/http\(s\) URL/)
+    expect(() => jwtVerifier({ jwks: { keys: 'x' } as never })).toThrow(/keys/)
+    expect(() => jwtVerifier({ jwks: jwks(), timeout: -1 })).toThrow(/timeout/)
   })
 
   it('answers jwks-unavailable, in bounded time, when the JWKS URL does not answer', async () => {

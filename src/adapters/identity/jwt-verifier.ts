@@ -99,12 +99,15 @@ export function jwtVerifier(options: JwtVerifierOptions): TokenVerifier {
         `jwtVerifier: algorithm ${JSON.stringify(alg)} is not accepted (asymmetric ones only)`,
       )
   }
-  if (!Number.isFinite(clockTolerance) || clockTolerance < 0 || clockTolerance > 3600)
+  if (typeof clockTolerance !== 'number' || !(clockTolerance >= 0 && clockTolerance <= 3600))
     throw new TypeError('jwtVerifier: clockTolerance must be 0..3600 seconds')
+  if (typeof timeout !== 'number' || !(timeout >= 1 && timeout <= 60_000))
+    throw new TypeError('jwtVerifier: timeout must be 1..60000 ms')
+  const source = keySource(jwks)
   const requiredClaims = [...new Set(['exp', ...(options.requiredClaims ?? [])])]
   let keys: Promise<KeyGetter> | undefined
   const keysOf = (jose: Jose): Promise<KeyGetter> => {
-    keys ??= makeKeys(jose, jwks, timeout).catch((error: unknown) => {
+    keys ??= makeKeys(jose, source, timeout).catch((error: unknown) => {
       keys = undefined // a file that appears later is read again
       throw error
     })
@@ -130,10 +133,31 @@ export function jwtVerifier(options: JwtVerifierOptions): TokenVerifier {
   }
 }
 
-async function makeKeys(jose: Jose, jwks: JsonWebKeySet | string | URL, timeout: number): Promise<KeyGetter> {
-  if (jwks instanceof URL || (typeof jwks === 'string' && /^https?:\/\//i.test(jwks))) {
-    return jose.createRemoteJWKSet(new URL(jwks), { timeoutDuration: timeout }) as KeyGetter
+/** Where the keys come from, checked at once: a URL (http or https only), a file path, or a set. */
+function keySource(jwks: JsonWebKeySet | string | URL): URL | string | JsonWebKeySet {
+  if (jwks instanceof URL || (typeof jwks === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(jwks))) {
+    let url: URL
+    try {
+      url = new URL(jwks)
+    } catch {
+      throw new TypeError('jwtVerifier: options.jwks is not a valid URL')
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      throw new TypeError(`jwtVerifier: options.jwks must be an http(s) URL, got ${url.protocol}`)
+    return url
   }
+  if (typeof jwks === 'string') {
+    if (jwks === '' || jwks.includes('\0'))
+      throw new TypeError('jwtVerifier: options.jwks is not a file path')
+    return jwks
+  }
+  if (typeof jwks !== 'object' || !Array.isArray((jwks as { keys?: unknown }).keys))
+    throw new TypeError('jwtVerifier: options.jwks must be a URL, a file path or a { keys: [...] } set')
+  return jwks
+}
+
+async function makeKeys(jose: Jose, jwks: URL | string | JsonWebKeySet, timeout: number): Promise<KeyGetter> {
+  if (jwks instanceof URL) return jose.createRemoteJWKSet(jwks, { timeoutDuration: timeout }) as KeyGetter
   let set: unknown = jwks
   if (typeof jwks === 'string') {
     let text: string

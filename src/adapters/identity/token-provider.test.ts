@@ -124,6 +124,7 @@ describe('TokenSource', () => {
       [() => 'a'.repeat(20_000), /20000 characters/],
       [() => 'abc def', /space, a control or a non-ASCII/],
       [() => 42 as unknown as string, /returned number/],
+      [() => `${b64({})}.${b64({ exp: -1e300 })}.x`, /expired at -1e\+303ms since the epoch/],
     ] as const) {
       const f = fixture()
       f.answer(given)

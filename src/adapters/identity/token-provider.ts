@@ -154,7 +154,7 @@ export class TokenSource {
       throw this.#fail('the token contains a space, a control or a non-ASCII character')
     const exp = jwtExpiry(token)
     if (exp !== undefined && exp <= now)
-      throw this.#fail(`the token expired at ${new Date(exp).toISOString()} (its exp claim)`)
+      throw this.#fail(`the token expired at ${isoOf(exp)} (its exp claim)`)
     const lifetime = exp === undefined ? Number.POSITIVE_INFINITY : exp - now
     this.#token = token
     this.#expiresAt = exp ?? Number.POSITIVE_INFINITY
@@ -287,8 +287,10 @@ function kindOf(value: unknown): string {
   return value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value
 }
 
+/** `ms` as an ISO date; a time outside Date's range (±8.64e15 ms) as a number, never a throw. */
 function isoOf(ms: number): string {
-  return Number.isFinite(ms) ? new Date(ms).toISOString() : 'never'
+  if (ms === Number.POSITIVE_INFINITY) return 'never'
+  return Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : `${ms}ms since the epoch`
 }
 
 const noop = () => {}
