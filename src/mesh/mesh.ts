@@ -174,9 +174,15 @@ export class Mesh {
    * creation) for a `tokens` name that is no service.
    */
   #tokenSources(config: ResolvedMeshConfig, initial = false): Map<string, TokenSource> {
-    const fns = this.#tokenProviders
+    const given = this.#tokenProviders
     const next = new Map<string, TokenSource>()
     const issues: ConfigIssue[] = []
+    if (given !== undefined && (typeof given !== 'object' || given === null))
+      issues.push({
+        path: '(createMesh options)',
+        message: 'tokens must be an object of functions by service name',
+      })
+    const fns = typeof given === 'object' && given !== null ? given : undefined
     const named = new Set<string>()
     for (const [name, svc] of Object.entries(config.services)) {
       const key = name.toLowerCase()
