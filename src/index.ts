@@ -39,6 +39,16 @@ export {
   type GrpcServiceConfigTranslation,
 } from './adapters/grpc/service-config.js'
 export { GrpcStatus, type GrpcStatusName, type MeshStatus, statusOfError } from './adapters/grpc/status.js'
+// Bearer identity (issue 24): `jwtVerifier` is what the inbound guard's `verifyToken` takes and
+// what an application calls to verify tokens itself; `TokenProvider` types `createMesh`'s
+// `tokens` option.
+export {
+  type JsonWebKeySet,
+  type JwtVerifierOptions,
+  jwtVerifier,
+  type TokenVerifier,
+} from './adapters/identity/jwt-verifier.js'
+export type { TokenProvider } from './adapters/identity/token-provider.js'
 export {
   type AbortListener,
   CallCancellation,
@@ -62,6 +72,10 @@ export {
   RetryBudgetExhaustedError,
   TimeoutError,
   TlsRequiredError,
+  // Bearer identity (issue 24): callers branch on these when a token is missing or refused.
+  TokenInvalidError,
+  type TokenRejection,
+  TokenUnavailableError,
   UnknownServiceError,
 } from './core/errors.js'
 export { Events, type MeshEventListener, type MeshEvents } from './core/events.js'

@@ -47,6 +47,7 @@ const CODES: ReadonlySet<MeshErrorCode> = new Set([
   'CONFIG_INVALID',
   'UNKNOWN_SERVICE',
   'MESH_CLOSED',
+  'TOKEN_UNAVAILABLE', // a generated auth.tokenFile names no file
 ])
 
 const schema = configJsonSchema() as JsonSchemaNode
@@ -257,10 +258,17 @@ async function callThrough(
       outcome = { ok: false, error }
     },
   )
+  let ioWaits = 0
   for (let steps = 0; outcome === undefined; steps++) {
     await clock.flush()
     if (outcome !== undefined) break
     const at = clock.nextTimerAt()
+    if (at === undefined && ioWaits < 200) {
+      // No timer: the call may be waiting on real I/O (a generated auth.tokenFile being read).
+      ioWaits++
+      await new Promise((resolve) => setTimeout(resolve, 1))
+      continue
+    }
     if (at === undefined || steps > 5_000) throw new Error(`the call to ${host} never settled`)
     await clock.advanceTo(at)
   }

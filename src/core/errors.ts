@@ -18,6 +18,8 @@ export type MeshErrorCode =
   | 'MESH_CLOSED'
   | 'CREDENTIALS_UNAVAILABLE'
   | 'TLS_REQUIRED'
+  | 'TOKEN_UNAVAILABLE'
+  | 'TOKEN_INVALID'
 
 /** Options common to every mesh error. */
 export interface MeshErrorOptions {
@@ -170,5 +172,55 @@ export class TlsRequiredError extends MeshError {
     )
     this.name = 'TlsRequiredError'
     this.endpoint = endpoint
+  }
+}
+
+/**
+ * No bearer token could be had for a call to a service with `auth` (the file is missing,
+ * unreadable, empty or not a header value, the provider failed or timed out, or the last token
+ * expired and no new one came): the request is not sent. The message names the service, the
+ * token's source (file path or provider) and the reason, never the token. Not retried, not held
+ * against an endpoint's health; gRPC status `UNAUTHENTICATED`.
+ */
+export class TokenUnavailableError extends MeshError {
+  /** Where the token comes from: `file /var/run/secrets/token` or `provider tokens.users`. */
+  readonly source: string
+  constructor(service: string, source: string, reason: string, cause?: unknown) {
+    super('TOKEN_UNAVAILABLE', `no bearer token for service ${service} (${source}): ${reason}`, {
+      service,
+      cause,
+    })
+    this.name = 'TokenUnavailableError'
+    this.source = source
+  }
+}
+
+/** Why a token was refused by {@link TokenInvalidError}. */
+export type TokenRejection =
+  | 'malformed'
+  | 'signature'
+  | 'unknown-key'
+  | 'algorithm'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'issuer'
+  | 'audience'
+  | 'claim'
+  | 'jwks-unavailable'
+
+/**
+ * An inbound token failed verification (`jwtVerifier`). The message says why (`reason`, and the
+ * claim when one failed), never the token or its claims. gRPC status `UNAUTHENTICATED`.
+ */
+export class TokenInvalidError extends MeshError {
+  /** Why the token was refused. */
+  readonly reason: TokenRejection
+  /** The claim that failed (`exp`, `iss`, `aud`, ...), when one did. */
+  readonly claim: string | undefined
+  constructor(reason: TokenRejection, detail: string, claim?: string) {
+    super('TOKEN_INVALID', `bearer token refused (${reason}): ${detail}`)
+    this.name = 'TokenInvalidError'
+    this.reason = reason
+    this.claim = claim
   }
 }

@@ -5,11 +5,12 @@
  */
 
 import type { HttpRequest } from '../adapters/fetch/request.js'
+import { fileTokenProvider, type TokenProvider, TokenSource } from '../adapters/identity/token-provider.js'
 import { onSignalAbort } from '../core/abort-hub.js'
 import { CallCancellation, type Cancellation } from '../core/cancel.js'
 import { type Clock, systemClock } from '../core/clock.js'
 import { Context } from '../core/context.js'
-import { MeshClosedError } from '../core/errors.js'
+import { ConfigInvalidError, type ConfigIssue, MeshClosedError } from '../core/errors.js'
 import { Events } from '../core/events.js'
 import { type ExitHook, Exits, isJoiningExits, isRunningExits } from '../core/exits.js'
 import { type Handler, send } from '../core/handler.js'
@@ -54,6 +55,15 @@ export interface MeshOptions {
   readonly resolvers?: Readonly<Record<string, EndpointResolver>>
   /** Where and how DNS discovery asks (servers, timeout, tries). Default: the system's resolver. */
   readonly dns?: DnsOptions
+  /**
+   * Bearer token functions by service name: each call to the service carries the token (in the
+   * header of the service's `auth`, `authorization: Bearer <token>` by default; `auth` may be
+   * left out). Called on the first call and again before the token expires (80% of the
+   * lifetime its JWT `exp` claim gives, and at least every `auth.refresh`), never concurrently
+   * for one service; a failure keeps the previous token until it expires. A service with
+   * `auth.tokenFile` may not have one too. Default none (docs/security.md, "Bearer identity").
+   */
+  readonly tokens?: Readonly<Record<string, TokenProvider>>
 }
 
 /** Options of {@link Mesh.close}. */
@@ -79,6 +89,9 @@ export class Mesh {
   readonly directFetch: boolean
   /** @internal */
   readonly fallbacks: MeshOptions['fallbacks']
+  readonly #tokenProviders: MeshOptions['tokens']
+  // The token source of each service with a token, kept across updates while its source stays.
+  #tokens = new Map<string, TokenSource>()
   #snapshot: Snapshot
   // The config as given; the snapshot's is this one with discovered endpoint sets in place.
   #base: ResolvedMeshConfig
@@ -106,6 +119,8 @@ export class Mesh {
     this.httpTransport = options.httpTransport
     this.directFetch = options.directFetch ?? true
     this.fallbacks = options.fallbacks
+    this.#tokenProviders = options.tokens
+    this.#tokens = this.#tokenSources(config, true)
     this.#discovery = new Discovery({
       clock: this.clock,
       random: this.random,
@@ -142,6 +157,88 @@ export class Mesh {
    */
   onSnapshot(fn: () => void): void {
     this.#onSnapshot.push(fn)
+  }
+
+  /**
+   * @internal The bearer token source of `service` (its name as configured, lower-case), or
+   * `undefined` when its calls carry none.
+   */
+  tokenSource(service: string): TokenSource | undefined {
+    return this.#tokens.get(service)
+  }
+
+  /**
+   * The token sources of `config`: one per service with `auth.tokenFile` or a `tokens`
+   * function, the current one kept when its source and limits are unchanged. Throws
+   * `ConfigInvalidError` for a service with `auth` and no source, or with both, and (at
+   * creation) for a `tokens` name that is no service.
+   */
+  #tokenSources(config: ResolvedMeshConfig, initial = false): Map<string, TokenSource> {
+    const given = this.#tokenProviders
+    const next = new Map<string, TokenSource>()
+    const issues: ConfigIssue[] = []
+    if (given !== undefined && (typeof given !== 'object' || given === null))
+      issues.push({
+        path: '(createMesh options)',
+        message: 'tokens must be an object of functions by service name',
+      })
+    const fns = typeof given === 'object' && given !== null ? given : undefined
+    const named = new Set<string>()
+    for (const [name, svc] of Object.entries(config.services)) {
+      const key = name.toLowerCase()
+      // Own keys only (D47): a service named `toString` must not find Object.prototype.toString.
+      const fn = fns !== undefined && Object.hasOwn(fns, name) ? fns[name] : undefined
+      if (fn !== undefined) named.add(name)
+      const auth = svc.auth
+      if (fn !== undefined && typeof fn !== 'function') {
+        issues.push({ path: `services.${name}`, message: `createMesh's tokens.${name} is not a function` })
+        continue
+      }
+      if (auth?.tokenFile !== undefined && fn !== undefined) {
+        issues.push({
+          path: `services.${name}.auth.tokenFile`,
+          message: `expected a token file or createMesh's tokens.${name}, not both`,
+        })
+        continue
+      }
+      if (auth !== undefined && auth.tokenFile === undefined && fn === undefined) {
+        issues.push({
+          path: `services.${name}.auth.tokenFile`,
+          message: `required unless createMesh is given tokens.${name}`,
+        })
+        continue
+      }
+      if (auth === undefined && fn === undefined) continue
+      const source = auth?.tokenFile !== undefined ? `file ${auth.tokenFile}` : `provider tokens.${name}`
+      const refresh = auth?.refresh ?? 60_000
+      const timeout = auth?.timeout ?? 10_000
+      const old = this.#tokens.get(key)
+      const provider = fn ?? fileTokenProvider(auth!.tokenFile!)
+      const same =
+        old !== undefined &&
+        old.source === source &&
+        old.refresh === refresh &&
+        old.timeout === timeout &&
+        (fn === undefined || old.provider === fn)
+      next.set(
+        key,
+        same
+          ? old
+          : new TokenSource({ service: name, source, provider, refresh, timeout, clock: this.clock }),
+      )
+    }
+    // A name that matches no service is a typo at creation; an update may drop a service for a while.
+    if (fns !== undefined && initial) {
+      for (const name of Object.keys(fns)) {
+        if (!named.has(name))
+          issues.push({
+            path: 'services',
+            message: `createMesh's tokens.${name} names no configured service`,
+          })
+      }
+    }
+    if (issues.length > 0) throw new ConfigInvalidError(issues)
+    return next
   }
 
   /**
@@ -193,6 +290,8 @@ export class Mesh {
     if (this.#closed) throw new MeshClosedError()
     const resolved = parseConfig(config)
     this.#discovery.check(resolved)
+    const tokens = this.#tokenSources(resolved)
+    this.#tokens = tokens
     this.#base = resolved
     // Discovery first: a service that keeps its source keeps its discovered set in the new snapshot.
     this.#discovery.sync(resolved)
@@ -228,6 +327,7 @@ export class Mesh {
         })
       }
       for (const fn of this.#onClose.splice(0)) fn()
+      for (const tokens of this.#tokens.values()) tokens.close()
       this.#closed2 = true
       this.events.clear()
     })()

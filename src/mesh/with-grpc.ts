@@ -40,6 +40,7 @@ import {
 } from '../adapters/grpc/request.js'
 import { emptyLike, grpcTransport } from '../adapters/grpc/transport.js'
 import { fitsUnaryLayer, type UnaryMethodDefinition, unaryMethod } from '../adapters/grpc/unary.js'
+import { bearerOptions, grpcBearer } from '../adapters/identity/bearer.js'
 import type { Clock } from '../core/clock.js'
 import type { Context } from '../core/context.js'
 import { UnknownServiceError } from '../core/errors.js'
@@ -336,8 +337,19 @@ function buildGrpcStack(
       // caller's CallOptions.deadline and inherited deadlines still are.
       localTimeout: config.propagateDeadline !== true,
     },
-    pt.transport,
+    withToken(svc, m, pt.transport),
   )
+}
+
+/** `transport`, with the service's bearer token in each attempt's metadata when it has one. */
+function withToken(
+  svc: ServiceRuntime,
+  m: Mesh,
+  transport: Handler<GrpcRequest, GrpcResponse>,
+): Handler<GrpcRequest, GrpcResponse> {
+  const tokens = m.tokenSource(svc.service.toLowerCase())
+  if (tokens === undefined) return transport
+  return grpcBearer(transport, tokens, bearerOptions(svc.config.auth)) as Handler<GrpcRequest, GrpcResponse>
 }
 
 /** A route view of a gRPC call: the path is the full method name, headers are its metadata. */

@@ -24,6 +24,7 @@ import {
 } from '../adapters/fetch/routing.js'
 import { fetchTransport } from '../adapters/fetch/transport.js'
 import type { GrpcClientLike } from '../adapters/grpc/grpc-types.js'
+import { bearerOptions, httpBearer } from '../adapters/identity/bearer.js'
 import { UnknownServiceError } from '../core/errors.js'
 import type { Handler, Middleware } from '../core/handler.js'
 import { handlerProbe, type Probe } from '../stages/balancer/health-check.js'
@@ -129,7 +130,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
           faultAttempt: faults?.scope === 'attempt' ? faultStage : undefined,
           events: m.events,
         },
-        transport,
+        withToken(svc, m, transport),
       )
     }
 
@@ -352,6 +353,16 @@ function httpProbe(svc: ServiceRuntime, transport: Handler<HttpRequest, Response
     httpProtocol.discard(res)
     return res.status >= 200 && res.status < 300
   })
+}
+
+/** `transport`, with the service's bearer token added to each attempt when it has one. */
+function withToken(
+  svc: ServiceRuntime,
+  m: Mesh,
+  transport: Handler<HttpRequest, Response>,
+): Handler<HttpRequest, Response> {
+  const tokens = m.tokenSource(svc.service.toLowerCase())
+  return tokens === undefined ? transport : httpBearer(transport, tokens, bearerOptions(svc.config.auth))
 }
 
 /** The mesh behind a client returned by {@link withMesh}, or `undefined`. */

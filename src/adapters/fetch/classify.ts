@@ -42,8 +42,14 @@ const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_C
 /** Reads the kind of failure from an error thrown by fetch or by the mesh. */
 export function errorKind(error: unknown): ErrorKind {
   if (error instanceof TimeoutError) return error.scope === 'attempt' ? 'timeout' : 'mesh'
-  // The mesh closing, or an https call refused a plaintext endpoint, says nothing of its health.
-  if (isMeshError(error, 'MESH_CLOSED') || isMeshError(error, 'TLS_REQUIRED')) return 'cancelled'
+  // The mesh closing, an https call refused a plaintext endpoint, or no bearer token to send,
+  // says nothing of the endpoint's health.
+  if (
+    isMeshError(error, 'MESH_CLOSED') ||
+    isMeshError(error, 'TLS_REQUIRED') ||
+    isMeshError(error, 'TOKEN_UNAVAILABLE')
+  )
+    return 'cancelled'
   if (isMeshError(error)) return 'mesh'
   if (error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError'))
     return 'cancelled'

@@ -60,6 +60,8 @@ export function grpcClassifier(
     }
     const error = outcome.error
     if (error instanceof TimeoutError) return error.scope === 'attempt' ? onAttemptTimeout : 'failure'
+    // No bearer token to send says nothing of the endpoint's health.
+    if (isMeshError(error, 'TOKEN_UNAVAILABLE')) return 'ignored'
     if (isMeshError(error)) return 'failure'
     if (error instanceof Error && error.name === 'AbortError') return 'ignored'
     return 'failure'

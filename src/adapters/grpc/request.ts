@@ -65,6 +65,11 @@ export interface GrpcRequest {
    * grpc-js enforces their deadline.
    */
   readonly propagateDeadline?: boolean
+  /**
+   * @internal A metadata entry each attempt adds (`[key, value]`): the service's bearer token
+   * (adapters/identity/bearer.ts). Unset for services without `auth`.
+   */
+  readonly bearer?: readonly [string, string] | undefined
 }
 
 /** What one attempt produced. */

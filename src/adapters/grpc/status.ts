@@ -100,6 +100,9 @@ function codeOfMeshError(code: MeshErrorCode): number {
       return GrpcStatus.RESOURCE_EXHAUSTED
     case 'ACCESS_DENIED':
       return GrpcStatus.PERMISSION_DENIED
+    case 'TOKEN_UNAVAILABLE':
+    case 'TOKEN_INVALID':
+      return GrpcStatus.UNAUTHENTICATED
     default:
       return GrpcStatus.INTERNAL
   }
@@ -113,7 +116,8 @@ function isAbort(error: unknown): boolean {
  * The status an error becomes:
  * - `TIMEOUT` -> `DEADLINE_EXCEEDED`; `CIRCUIT_OPEN`, `NO_HEALTHY_ENDPOINT`, `MESH_CLOSED`,
  *   `UNKNOWN_SERVICE` -> `UNAVAILABLE`; `BULKHEAD_FULL`, `RATE_LIMITED` -> `RESOURCE_EXHAUSTED`;
- *   `ACCESS_DENIED` -> `PERMISSION_DENIED`.
+ *   `ACCESS_DENIED` -> `PERMISSION_DENIED`; `TOKEN_UNAVAILABLE`, `TOKEN_INVALID` ->
+ *   `UNAUTHENTICATED`.
  * - `RETRY_BUDGET_EXHAUSTED` takes the status of its cause, the last attempt's error, as grpc-js
  *   reports the last status when retry throttling refuses a retry (`RESOURCE_EXHAUSTED` when the
  *   cause has none). A budget refusal after a status answer never gets here: that status is the

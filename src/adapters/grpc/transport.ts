@@ -160,6 +160,11 @@ function attempt(
         metadata.set(GRPC_TIMEOUT_KEY, header)
       }
     }
+    const bearer = req.bearer
+    if (bearer !== undefined) {
+      if (metadata === io.metadata) metadata = metadata.clone()
+      metadata.set(bearer[0], bearer[1])
+    }
     raw = entry.channel.createCall(req.path, deadline, io.host, io.parent, io.propagateFlags)
     if (io.credentials !== undefined) raw.setCredentials(io.credentials)
   } catch (error) {

@@ -9,6 +9,7 @@ import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import { regexProblem } from '../../stages/router/regex.js'
 import { templatePattern } from '../../stages/router/router.js'
+import { serviceAuth } from './auth.js'
 import {
   array,
   boolean,
@@ -727,6 +728,8 @@ const service = transform(
     authority: optional(hostHeader).describe(
       'The Host header sent upstream instead of the endpoint address (host[:port]). Default: the endpoint address.',
     ),
+    /** The bearer token each call carries (docs/security.md, "Bearer identity"). Default none. */
+    auth: optional(serviceAuth),
     /**
      * Whether the time left before the deadline travels to the upstream: in the
      * `x-meshlet-timeout-ms` header for HTTP, as `grpc-timeout` for gRPC unary calls (gRPC
