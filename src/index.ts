@@ -61,7 +61,10 @@ export {
   NoHealthyEndpointError,
   RetryBudgetExhaustedError,
   TimeoutError,
+  TlsMaterialError,
   TlsRequiredError,
+  type TlsVerificationCode,
+  TlsVerificationError,
   UnknownServiceError,
 } from './core/errors.js'
 export { Events, type MeshEventListener, type MeshEvents } from './core/events.js'

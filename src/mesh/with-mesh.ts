@@ -24,7 +24,7 @@ import {
 } from '../adapters/fetch/routing.js'
 import { fetchTransport } from '../adapters/fetch/transport.js'
 import type { GrpcClientLike } from '../adapters/grpc/grpc-types.js'
-import { UnknownServiceError } from '../core/errors.js'
+import { TlsMaterialError, UnknownServiceError } from '../core/errors.js'
 import type { Handler, Middleware } from '../core/handler.js'
 import { handlerProbe, type Probe } from '../stages/balancer/health-check.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
@@ -34,6 +34,7 @@ import { createMesh, isMesh, type Mesh } from './mesh.js'
 import { effectiveConfig } from './route-policy.js'
 import { destinationKey, type ServiceRuntime, type Snapshot } from './runtime.js'
 import { buildStack } from './stack.js'
+import { tlsClientOf } from './tls.js'
 import { type WithMeshGrpcOptions, withMeshGrpc } from './with-grpc.js'
 
 const meshes = new WeakMap<object, Mesh>()
@@ -94,6 +95,25 @@ export function withMesh(
 function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof fetch {
   const m = isMesh(mesh) ? mesh : createMesh(mesh)
   const transport = m.httpTransport ?? fetchTransport(fetchFn, { direct: m.directFetch })
+  // Services with `tls` send through a transport of their own (src/mesh/tls.ts): the others pay nothing.
+  const tlsTransports = new WeakMap<object, Handler<HttpRequest, Response>>()
+  const transportOf = (
+    svc: ServiceRuntime,
+    config: ResolvedServiceConfig,
+  ): Handler<HttpRequest, Response> => {
+    if (config.tls === undefined) return transport
+    const client = tlsClientOf(m, svc.service, config.tls)
+    let t = tlsTransports.get(client)
+    if (t === undefined) {
+      const failed = client
+      t =
+        failed instanceof TlsMaterialError
+          ? () => Promise.reject(failed)
+          : fetchTransport(fetchFn, { direct: m.directFetch, tls: failed })
+      tlsTransports.set(client, t)
+    }
+    return t
+  }
   const build =
     (svc: ServiceRuntime, route: ResolvedRoute | undefined, breaker: CircuitBreaker | undefined) =>
     (): Handler<HttpRequest, Response> => {
@@ -121,7 +141,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
           budget: svc.budget,
           latency: svc.latency,
           health: svc.health,
-          probe: httpProbe(svc, transport),
+          probe: httpProbe(svc, transportOf(svc, config)),
           breaker,
           bulkhead: svc.bulkhead as Middleware<HttpRequest, Response> | undefined,
           fallback: httpFallback(svc, config, m),
@@ -129,7 +149,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
           faultAttempt: faults?.scope === 'attempt' ? faultStage : undefined,
           events: m.events,
         },
-        transport,
+        transportOf(svc, config),
       )
     }
 
