@@ -67,6 +67,7 @@ describe('parseConfig', () => {
           channelOptions: undefined,
           locality: undefined,
           timeout: 2000,
+          tls: undefined,
           retry: {
             attempts: 3,
             perTryTimeout: 500,
@@ -118,6 +119,7 @@ describe('parseConfig', () => {
           channelOptions: undefined,
           locality: undefined,
           timeout: 15_000,
+          tls: undefined,
           retry: {
             attempts: 3,
             perTryTimeout: 0,
