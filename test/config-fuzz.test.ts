@@ -47,6 +47,13 @@ const CODES: ReadonlySet<MeshErrorCode> = new Set([
   'CONFIG_INVALID',
   'UNKNOWN_SERVICE',
   'MESH_CLOSED',
+  'TLS_REQUIRED',
+  'TLS_MATERIAL_INVALID',
+  'TLS_IDENTITY_MISMATCH',
+  'TLS_CERT_EXPIRED',
+  'TLS_CERT_NOT_YET_VALID',
+  'TLS_UNKNOWN_CA',
+  'TLS_HANDSHAKE_FAILED',
 ])
 
 const schema = configJsonSchema() as JsonSchemaNode

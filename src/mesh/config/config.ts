@@ -740,7 +740,9 @@ const service = transform(
      * sent too.
      */
     /** Transport security for this service's endpoints (CA, mTLS, SPIFFE identity; src/mesh/config/tls.ts). Default none. */
-    tls: optional(tlsSettings).describe('Transport security: CA, mTLS cert and key, expected identity. Default none.'),
+    tls: optional(tlsSettings).describe(
+      'Transport security: CA, mTLS cert and key, expected identity. Default none.',
+    ),
     propagateDeadline: optional(boolean()).describe(
       "Whether the time left travels to the upstream (x-meshlet-timeout-ms for HTTP, grpc-timeout for gRPC unary calls). Default: HTTP always; gRPC all but the service's own timeout alone; true: that too.",
     ),
