@@ -41,6 +41,7 @@ import {
 import { emptyLike, grpcTransport } from '../adapters/grpc/transport.js'
 import { fitsUnaryLayer, type UnaryMethodDefinition, unaryMethod } from '../adapters/grpc/unary.js'
 import { TlsClient } from '../adapters/tls/client.js'
+import { typedTlsFailures } from '../adapters/tls/grpc.js'
 import type { Clock } from '../core/clock.js'
 import type { Context } from '../core/context.js'
 import { TlsMaterialError, UnknownServiceError } from '../core/errors.js'
@@ -150,9 +151,14 @@ class GrpcMeshRuntime {
         settings,
         pool,
         transport:
-          failed === undefined
-            ? grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig })
-            : () => Promise.reject(failed),
+          failed !== undefined
+            ? () => Promise.reject(failed)
+            : tls instanceof TlsClient
+              ? typedTlsFailures(
+                  grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig }),
+                  tls.policy,
+                )
+              : grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig }),
         own: new Map(),
         ownStreams: new Map(),
         ownSnapshot: undefined,
