@@ -8,6 +8,7 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { type FSWatcher, readFileSync, statSync, watch } from 'node:fs'
+import { dirname } from 'node:path'
 import { TlsMaterialError } from '../../core/errors.js'
 
 /** The settings the material comes from (a service's resolved `tls`). */
@@ -125,9 +126,11 @@ export class TlsMaterial {
     if (this.#files.length > 0) {
       this.#timer = setInterval(() => this.refresh(), options.interval ?? 250)
       this.#timer.unref()
-      for (const file of this.#files) {
+      // Directories, not files: a file replaced by a rename (as writers and Kubernetes' secret
+      // volumes do, the latter by swapping a `..data` symlink) leaves a watch on the old inode.
+      for (const dir of new Set(this.#files.map((f) => dirname(f)))) {
         try {
-          const w = watch(file, { persistent: false }, () => this.refresh())
+          const w = watch(dir, { persistent: false }, () => this.refresh())
           w.on('error', () => {})
           this.#watchers.push(w)
         } catch {
