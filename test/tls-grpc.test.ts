@@ -1,5 +1,10 @@
+import { X509Certificate } from 'node:crypto'
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { activeWatches } from '../src/adapters/tls/material.js'
 import { createMesh, type MeshConfig, withMesh } from '../src/index.js'
 import { CLIENT_ID, type KeyPair, makePki, SERVER_ID, type TestPki, WRONG_ID } from './helpers/certs.js'
 import { EchoClient, type EchoReply, type EchoRequest, echoService } from './helpers/grpc-servers.js'
@@ -14,16 +19,22 @@ interface TlsGrpcServer {
   readonly address: string
   /** The client certificate's SANs of each call. */
   readonly peers: string[]
+  /** The client certificate's SHA-256 fingerprint of each call. */
+  readonly fingerprints: string[]
   close(): Promise<void>
 }
 
 async function serve(pair: KeyPair, requireClientCert = true): Promise<TlsGrpcServer> {
   const server = new grpc.Server()
   const peers: string[] = []
+  const fingerprints: string[] = []
   server.addService(echoService, {
     Unary(call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, cb: grpc.sendUnaryData<EchoReply>) {
-      peers.push(call.getAuthContext()?.sslPeerCertificate?.subjectaltname ?? '')
-      cb(null, { text: call.request.text, index: 0, server: 'tls' })
+      const peer = call.getAuthContext()?.sslPeerCertificate
+      peers.push(peer?.subjectaltname ?? '')
+      fingerprints.push(peer?.fingerprint256 ?? '')
+      const delay = call.request.text === 'slow' ? 200 : 0
+      setTimeout(() => cb(null, { text: call.request.text, index: 0, server: 'tls' }), delay)
     },
   })
   const credentials = grpc.ServerCredentials.createSsl(
@@ -37,6 +48,7 @@ async function serve(pair: KeyPair, requireClientCert = true): Promise<TlsGrpcSe
   return {
     address: `127.0.0.1:${port}`,
     peers,
+    fingerprints,
     close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
   }
 }
@@ -118,4 +130,50 @@ describe('gRPC to a service with tls (issue 24)', () => {
       }
     })
   }
+})
+
+describe('gRPC certificate rotation (issue 24)', () => {
+  it('opens new channels with the new certificate after each rotation, lets a call in flight finish, and leaves no watcher or timer after close', async () => {
+    const clients = [0, 1, 2].map((i) => pki.ca.issue({ name: `grpc-client-r${i}`, uris: [CLIENT_ID] }))
+    const server = await serve(pki.server)
+    const dir = mkdtempSync(join(tmpdir(), 'meshlet-grpc-rotation-'))
+    const certPath = join(dir, 'cert.pem')
+    const keyPath = join(dir, 'key.pem')
+    writeFileSync(certPath, clients[0]!.cert)
+    writeFileSync(keyPath, clients[0]!.key)
+    const before = activeWatches()
+    const mesh = createMesh(
+      config(server.address, { ca: pki.ca.certPath, cert: certPath, key: keyPath, identity: SERVER_ID }),
+    )
+    const client = withMesh(new EchoClient('users', grpc.credentials.createInsecure()), mesh)
+    let rotated = 0
+    mesh.events.on('tls-rotated', () => rotated++)
+    try {
+      await unary(client, 'first')
+      // A watch per directory (the CA's and the pair's) and one re-check timer.
+      expect(activeWatches()).toBe(before + 3)
+      const slow = unary(client, 'slow')
+      for (let i = 1; i <= 20; i++) {
+        const next = clients[i % clients.length]!
+        const want = rotated + 1
+        writeFileSync(`${keyPath}.tmp`, next.key)
+        renameSync(`${keyPath}.tmp`, keyPath)
+        writeFileSync(`${certPath}.tmp`, next.cert)
+        renameSync(`${certPath}.tmp`, certPath)
+        const started = Date.now()
+        while (rotated < want && Date.now() - started < 1000) await new Promise((r) => setTimeout(r, 5))
+        expect(rotated, `rotation ${i} taken within 1 s`).toBe(want)
+        expect((await unary(client, `r${i}`)).text).toBe(`r${i}`)
+        expect(server.fingerprints.at(-1)).toBe(new X509Certificate(next.cert).fingerprint256)
+      }
+      // The call in flight during the rotations finished on its old channel.
+      expect((await slow).text).toBe('slow')
+    } finally {
+      client.close()
+      await mesh.close()
+      await server.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+    expect(activeWatches()).toBe(before)
+  })
 })

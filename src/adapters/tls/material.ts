@@ -11,6 +11,11 @@ import { type FSWatcher, readFileSync, statSync, watch } from 'node:fs'
 import { dirname } from 'node:path'
 import { TlsMaterialError } from '../../core/errors.js'
 
+let watching = 0
+
+/** @internal The file watchers and timers open now, all meshes together (for leak tests). */
+export const activeWatches = (): number => watching
+
 /** The settings the material comes from (a service's resolved `tls`). */
 export interface MaterialSettings {
   readonly ca?: string | undefined
@@ -126,6 +131,7 @@ export class TlsMaterial {
     if (this.#files.length > 0) {
       this.#timer = setInterval(() => this.refresh(), options.interval ?? 250)
       this.#timer.unref()
+      watching++
       // Directories, not files: a file replaced by a rename (as writers and Kubernetes' secret
       // volumes do, the latter by swapping a `..data` symlink) leaves a watch on the old inode.
       for (const dir of new Set(this.#files.map((f) => dirname(f)))) {
@@ -133,6 +139,7 @@ export class TlsMaterial {
           const w = watch(dir, { persistent: false }, () => this.refresh())
           w.on('error', () => {})
           this.#watchers.push(w)
+          watching++
         } catch {
           // The interval covers it.
         }
@@ -190,8 +197,14 @@ export class TlsMaterial {
   /** Stops watching (no timer or watcher left). */
   close(): void {
     this.#closed = true
-    if (this.#timer !== undefined) clearInterval(this.#timer)
+    if (this.#timer !== undefined) {
+      clearInterval(this.#timer)
+      watching--
+    }
     this.#timer = undefined
-    for (const w of this.#watchers.splice(0)) w.close()
+    for (const w of this.#watchers.splice(0)) {
+      w.close()
+      watching--
+    }
   }
 }
