@@ -44,6 +44,7 @@ export function tlsClientOf(m: Mesh, service: string, settings: TlsSettings): Tl
   let client: TlsClient | TlsMaterialError
   try {
     client = new TlsClient(service, settings, {
+      clock: m.clock,
       onRotate: (s, version) => {
         if (m.events.has('tls-rotated')) m.events.emit('tls-rotated', { service: s, version })
       },

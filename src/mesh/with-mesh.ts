@@ -101,7 +101,8 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
     svc: ServiceRuntime,
     config: ResolvedServiceConfig,
   ): Handler<HttpRequest, Response> => {
-    if (config.tls === undefined) return transport
+    // A transport given to the mesh (simulations) stands for the network, TLS included.
+    if (config.tls === undefined || m.httpTransport !== undefined) return transport
     const client = tlsClientOf(m, svc.service, config.tls)
     let t = tlsTransports.get(client)
     if (t === undefined) {

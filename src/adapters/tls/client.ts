@@ -15,6 +15,7 @@
 
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
+import type { Clock } from '../../core/clock.js'
 import { TlsMaterialError, TlsVerificationError } from '../../core/errors.js'
 import { type MaterialVersion, TlsMaterial } from './material.js'
 import { codeOfChainError, type IdentityPolicy, identityChecker, verifyConnection } from './verify.js'
@@ -33,6 +34,8 @@ export interface TlsSettings {
 export interface TlsClientOptions {
   /** Re-check period of certificate files in ms. Default 250. */
   readonly interval?: number
+  /** The clock of the re-check timer. Default the system clock. */
+  readonly clock?: Clock
   /** Told when new material is taken. */
   readonly onRotate?: (service: string, version: number) => void
   /** Told when changed files are refused (the old material stays). */
@@ -110,6 +113,7 @@ export class TlsClient {
     this.material = new TlsMaterial(settings, {
       service,
       interval: options.interval,
+      clock: options.clock,
       onRotate: (v) => options.onRotate?.(service, v),
       onReject: (r) => options.onReject?.(service, r),
     })

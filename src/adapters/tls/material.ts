@@ -2,13 +2,14 @@
  * A service's TLS material (trust bundle, certificate chain, key) from PEM text or files, and its
  * rotation: files are watched (`fs.watch`) and re-checked every `interval` ms as a fallback (a
  * watch misses atomic renames on some systems, and a mounted Kubernetes secret changes by a
- * symlink swap). A new pair is taken only when it parses and the key matches the certificate;
+ * symlink swap), on the mesh's clock. A new pair is taken only when it parses and the key matches the certificate;
  * otherwise the old material stays in force and `onReject` is told why (never with key text).
  * New connections use {@link TlsMaterial.current}; connections open keep theirs.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { type FSWatcher, readFileSync, statSync, watch } from 'node:fs'
 import { dirname } from 'node:path'
+import { type Clock, systemClock, type TimerHandle } from '../../core/clock.js'
 import { TlsMaterialError } from '../../core/errors.js'
 
 let watching = 0
@@ -40,6 +41,8 @@ export interface MaterialOptions {
   readonly service: string
   /** The re-check period of files in ms. Default 250 (so a change is seen within 1 s). */
   readonly interval?: number | undefined
+  /** The clock of the re-check timer (the mesh's). Default the system clock. */
+  readonly clock?: Clock | undefined
   /** Told when a rotation is taken. */
   readonly onRotate?: (version: number) => void
   /** Told when changed files are refused (the old material stays). */
@@ -114,7 +117,8 @@ export class TlsMaterial {
   #stamps = ''
   /** The stamps of the last refused set, told once. */
   #refused = ''
-  #timer: ReturnType<typeof setInterval> | undefined
+  #timer: TimerHandle | undefined
+  readonly #clock: Clock
   readonly #watchers: FSWatcher[] = []
   #closed = false
 
@@ -122,6 +126,7 @@ export class TlsMaterial {
   constructor(settings: MaterialSettings, options: MaterialOptions) {
     this.#settings = settings
     this.#options = options
+    this.#clock = options.clock ?? systemClock
     for (const f of FIELDS) {
       const v = settings[f]
       if (v !== undefined && !isPem(v)) this.#files.push(v)
@@ -129,8 +134,12 @@ export class TlsMaterial {
     this.#stamps = this.#stampAll()
     this.#current = this.#load(1)
     if (this.#files.length > 0) {
-      this.#timer = setInterval(() => this.refresh(), options.interval ?? 250)
-      this.#timer.unref()
+      const every = options.interval ?? 250
+      const tick = () => {
+        this.refresh()
+        if (!this.#closed) this.#timer = this.#clock.setTimer(tick, every)
+      }
+      this.#timer = this.#clock.setTimer(tick, every)
       watching++
       // Directories, not files: a file replaced by a rename (as writers and Kubernetes' secret
       // volumes do, the latter by swapping a `..data` symlink) leaves a watch on the old inode.
@@ -198,7 +207,7 @@ export class TlsMaterial {
   close(): void {
     this.#closed = true
     if (this.#timer !== undefined) {
-      clearInterval(this.#timer)
+      this.#clock.clearTimer(this.#timer)
       watching--
     }
     this.#timer = undefined
