@@ -78,6 +78,26 @@ describe('fetch to a service with tls (issue 24)', () => {
     }
   })
 
+  it("takes precedence over the caller's init.dispatcher", async () => {
+    const server = await serve(pki.server)
+    const mesh = createMesh(config(server.url, mtls()))
+    let used = 0
+    const callers = {
+      dispatch: () => {
+        used++
+        throw new Error('the caller dispatcher must not be used for a tls service')
+      },
+    }
+    try {
+      const res = await withMesh(fetch, mesh)('http://users/x', { dispatcher: callers } as RequestInit)
+      expect(await res.text()).toBe(`hello URI:${CLIENT_ID}`)
+      expect(used).toBe(0)
+    } finally {
+      await mesh.close()
+      await server.close()
+    }
+  })
+
   it('accepts PEM text inline and checks DNS names', async () => {
     const server = await serve(pki.dnsServer)
     const mesh = createMesh(

@@ -132,6 +132,22 @@ describe('gRPC to a service with tls (issue 24)', () => {
   }
 })
 
+describe('gRPC TLS material', () => {
+  it('fails calls with UNAVAILABLE and meshCode TLS_MATERIAL_INVALID when the key file is missing', async () => {
+    const mesh = createMesh(config('127.0.0.1:9', { ...mtls(), key: '/nonexistent/key.pem' }))
+    const client = withMesh(new EchoClient('users', grpc.credentials.createInsecure()), mesh)
+    try {
+      const error = (await unary(client, 'x').catch((e: unknown) => e)) as grpc.ServiceError
+      expect(error.code).toBe(grpc.status.UNAVAILABLE)
+      expect(error).toMatchObject({ meshCode: 'TLS_MATERIAL_INVALID' })
+      expect(error.details).toContain('/nonexistent/key.pem')
+    } finally {
+      client.close()
+      await mesh.close()
+    }
+  })
+})
+
 describe('gRPC certificate rotation (issue 24)', () => {
   it('opens new channels with the new certificate after each rotation, lets a call in flight finish, and leaves no watcher or timer after close', async () => {
     const clients = [0, 1, 2].map((i) => pki.ca.issue({ name: `grpc-client-r${i}`, uris: [CLIENT_ID] }))
