@@ -48,6 +48,13 @@ const CODES: ReadonlySet<MeshErrorCode> = new Set([
   'UNKNOWN_SERVICE',
   'MESH_CLOSED',
   'TOKEN_UNAVAILABLE', // a generated auth.tokenFile names no file
+  'TLS_REQUIRED',
+  'TLS_MATERIAL_INVALID',
+  'TLS_IDENTITY_MISMATCH',
+  'TLS_CERT_EXPIRED',
+  'TLS_CERT_NOT_YET_VALID',
+  'TLS_UNKNOWN_CA',
+  'TLS_HANDSHAKE_FAILED',
 ])
 
 const schema = configJsonSchema() as JsonSchemaNode

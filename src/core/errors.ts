@@ -20,6 +20,12 @@ export type MeshErrorCode =
   | 'TLS_REQUIRED'
   | 'TOKEN_UNAVAILABLE'
   | 'TOKEN_INVALID'
+  | 'TLS_IDENTITY_MISMATCH'
+  | 'TLS_CERT_EXPIRED'
+  | 'TLS_CERT_NOT_YET_VALID'
+  | 'TLS_UNKNOWN_CA'
+  | 'TLS_HANDSHAKE_FAILED'
+  | 'TLS_MATERIAL_INVALID'
 
 /** Options common to every mesh error. */
 export interface MeshErrorOptions {
@@ -222,5 +228,64 @@ export class TokenInvalidError extends MeshError {
     this.name = 'TokenInvalidError'
     this.reason = reason
     this.claim = claim
+  }
+}
+
+/** The codes of {@link TlsVerificationError}. */
+export type TlsVerificationCode =
+  | 'TLS_IDENTITY_MISMATCH'
+  | 'TLS_CERT_EXPIRED'
+  | 'TLS_CERT_NOT_YET_VALID'
+  | 'TLS_UNKNOWN_CA'
+  | 'TLS_HANDSHAKE_FAILED'
+
+/**
+ * A TLS connection to an endpoint of a service with `tls` was refused by the client: the
+ * server's certificate is not the identity the config expects (`TLS_IDENTITY_MISMATCH`, gRFC A87
+ * for SPIFFE IDs), has expired (`TLS_CERT_EXPIRED`) or is not valid yet
+ * (`TLS_CERT_NOT_YET_VALID`), does not chain to the trust bundle (`TLS_UNKNOWN_CA`), or the
+ * handshake failed otherwise (`TLS_HANDSHAKE_FAILED`). No request was sent on that connection.
+ * Not retried on the same endpoint; gRPC calls see `UNAVAILABLE`. Never carries key material.
+ */
+export class TlsVerificationError extends MeshError {
+  /** What the config expects: SPIFFE IDs or DNS names (empty: any name of the trust bundle). */
+  readonly expected: readonly string[]
+  /** What the server presented: its URI and DNS SANs, or `undefined` when unknown. */
+  readonly presented: readonly string[] | undefined
+  /** The endpoint the connection was to. */
+  readonly endpoint: string
+  constructor(
+    code: TlsVerificationCode,
+    detail: string,
+    endpoint: string,
+    expected: readonly string[],
+    presented: readonly string[] | undefined,
+    options: MeshErrorOptions = {},
+  ) {
+    const exp = expected.length === 0 ? "the endpoint's host name" : expected.join(' or ')
+    const pres = presented === undefined ? 'unknown' : presented.length === 0 ? 'none' : presented.join(', ')
+    super(
+      code,
+      `TLS connection to ${endpoint}${options.service ? ` (service ${options.service})` : ''} refused: ${detail}; expected ${exp}, presented ${pres}`,
+      options,
+    )
+    this.name = 'TlsVerificationError'
+    this.endpoint = endpoint
+    this.expected = expected
+    this.presented = presented
+  }
+}
+
+/**
+ * A service's TLS material (`tls.ca`, `cert`, `key`) could not be read or is not usable (a file
+ * missing, not PEM, a key that does not match its certificate). The message names the config
+ * path and the file, never the content of a key.
+ */
+export class TlsMaterialError extends MeshError {
+  constructor(service: string | undefined, detail: string) {
+    super('TLS_MATERIAL_INVALID', `TLS material of ${service ?? 'the service'} is not usable: ${detail}`, {
+      service,
+    })
+    this.name = 'TlsMaterialError'
   }
 }

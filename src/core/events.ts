@@ -54,6 +54,10 @@ export interface MeshEvents {
    * set (`endpoints` of them) stays in force.
    */
   'discovery-error': { service: string; error: unknown; endpoints: number }
+  /** New TLS material (certificate, key, CA) of `service` was taken: new connections use it. */
+  'tls-rotated': { service: string; version: number }
+  /** Changed TLS files of `service` were refused (half written, key and certificate apart); the old material stays. */
+  'tls-rejected': { service: string; reason: string }
 }
 
 /** Receives one event. */

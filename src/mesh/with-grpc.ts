@@ -41,9 +41,11 @@ import {
 import { emptyLike, grpcTransport } from '../adapters/grpc/transport.js'
 import { fitsUnaryLayer, type UnaryMethodDefinition, unaryMethod } from '../adapters/grpc/unary.js'
 import { bearerOptions, grpcBearer } from '../adapters/identity/bearer.js'
+import { TlsClient } from '../adapters/tls/client.js'
+import { typedTlsFailures } from '../adapters/tls/grpc.js'
 import type { Clock } from '../core/clock.js'
 import type { Context } from '../core/context.js'
-import { UnknownServiceError } from '../core/errors.js'
+import { TlsMaterialError, UnknownServiceError } from '../core/errors.js'
 import type { Handler, Middleware } from '../core/handler.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { fault } from '../stages/fault/fault.js'
@@ -53,6 +55,7 @@ import { createMesh, isMesh, type Mesh } from './mesh.js'
 import { effectiveConfig } from './route-policy.js'
 import { destinationKey, type ServiceRuntime, type Snapshot } from './runtime.js'
 import { buildStack } from './stack.js'
+import { tlsClientOf } from './tls.js'
 
 /** Options of {@link withMeshGrpc}. */
 export interface WithMeshGrpcOptions {
@@ -106,6 +109,8 @@ interface PoolTransport {
   readonly streams: object
   /** Pools of services with `channelOptions`, by those options (see {@link poolFor}). */
   readonly variants: WeakMap<object, PoolTransport>
+  /** Pools of services with `tls`, by their TLS client, then by `channelOptions`. */
+  readonly tlsVariants: WeakMap<object, WeakMap<object, PoolTransport>>
 }
 
 /** The gRPC side of one mesh: its channel pools, kept in step with its configuration. */
@@ -129,26 +134,38 @@ class GrpcMeshRuntime {
    * The pool (and its transport) for these endpoint channel settings: clients with equal
    * settings (same credentials and `Channel` class by identity, equal options) share it.
    */
-  pool(settings: EndpointChannelSettings): PoolTransport {
-    const key = settingsKey(settings, (o) =>
+  pool(settings: EndpointChannelSettings, tls?: TlsClient | TlsMaterialError): PoolTransport {
+    let key = settingsKey(settings, (o) =>
       o === settings.credentials ? this.#credentialsId(o) : this.#idOf(o),
     )
+    if (tls !== undefined) key += `\u0000tls#${this.#idOf(tls)}`
     let entry = this.#pools.get(key)
     if (entry === undefined) {
       const pool = new GrpcChannelPool({
         credentials: settings.credentials,
         channelOptions: settings.options,
         Channel: settings.Channel,
+        tls: tls instanceof TlsClient ? tls : undefined,
       })
+      const failed = tls instanceof TlsMaterialError ? tls : undefined
       entry = {
         settings,
         pool,
-        transport: grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig }),
+        transport:
+          failed !== undefined
+            ? () => Promise.reject(failed)
+            : tls instanceof TlsClient
+              ? typedTlsFailures(
+                  grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig }),
+                  tls.policy,
+                )
+              : grpcTransport(pool, { deadlineAsMetadata: !pool.hasServiceConfig }),
         own: new Map(),
         ownStreams: new Map(),
         ownSnapshot: undefined,
         streams: {},
         variants: new WeakMap(),
+        tlsVariants: new WeakMap(),
       }
       this.#pools.set(key, entry)
     }
@@ -268,15 +285,33 @@ const NO_ROUTE = {}
  */
 function poolFor(pt: PoolTransport, svc: ServiceRuntime, m: Mesh): PoolTransport {
   const extra = svc.config.channelOptions
-  if (extra === undefined) return pt
-  let variant = pt.variants.get(extra)
+  const tlsSettings = svc.config.tls
+  if (extra === undefined && tlsSettings === undefined) return pt
+  // A service's `tls` takes precedence over the wrapped client's own credentials.
+  const tls = tlsSettings === undefined ? undefined : tlsClientOf(m, svc.service, tlsSettings)
+  const byExtra = extra ?? NO_EXTRA
+  let variants = pt.variants
+  if (tls !== undefined) {
+    let inner = pt.tlsVariants.get(tls)
+    if (inner === undefined) {
+      inner = new WeakMap()
+      pt.tlsVariants.set(tls, inner)
+    }
+    variants = inner
+  }
+  let variant = variants.get(byExtra)
   if (variant === undefined) {
     const { settings } = pt
-    variant = runtimeOf(m).pool({ ...settings, options: { ...settings.options, ...extra } })
-    pt.variants.set(extra, variant)
+    variant = runtimeOf(m).pool(
+      extra === undefined ? settings : { ...settings, options: { ...settings.options, ...extra } },
+      tls,
+    )
+    variants.set(byExtra, variant)
   }
   return variant
 }
+
+const NO_EXTRA = {}
 
 /** A trailers-only answer with `code`: what an injected gRPC abort answers. */
 function grpcAbort(req: GrpcRequest, code: number): Promise<GrpcResponse> {

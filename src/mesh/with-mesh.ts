@@ -25,7 +25,7 @@ import {
 import { fetchTransport } from '../adapters/fetch/transport.js'
 import type { GrpcClientLike } from '../adapters/grpc/grpc-types.js'
 import { bearerOptions, httpBearer } from '../adapters/identity/bearer.js'
-import { UnknownServiceError } from '../core/errors.js'
+import { TlsMaterialError, UnknownServiceError } from '../core/errors.js'
 import type { Handler, Middleware } from '../core/handler.js'
 import { handlerProbe, type Probe } from '../stages/balancer/health-check.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
@@ -35,6 +35,7 @@ import { createMesh, isMesh, type Mesh } from './mesh.js'
 import { effectiveConfig } from './route-policy.js'
 import { destinationKey, type ServiceRuntime, type Snapshot } from './runtime.js'
 import { buildStack } from './stack.js'
+import { tlsClientOf } from './tls.js'
 import { type WithMeshGrpcOptions, withMeshGrpc } from './with-grpc.js'
 
 const meshes = new WeakMap<object, Mesh>()
@@ -95,6 +96,26 @@ export function withMesh(
 function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof fetch {
   const m = isMesh(mesh) ? mesh : createMesh(mesh)
   const transport = m.httpTransport ?? fetchTransport(fetchFn, { direct: m.directFetch })
+  // Services with `tls` send through a transport of their own (src/mesh/tls.ts): the others pay nothing.
+  const tlsTransports = new WeakMap<object, Handler<HttpRequest, Response>>()
+  const transportOf = (
+    svc: ServiceRuntime,
+    config: ResolvedServiceConfig,
+  ): Handler<HttpRequest, Response> => {
+    // A transport given to the mesh (simulations) stands for the network, TLS included.
+    if (config.tls === undefined || m.httpTransport !== undefined) return transport
+    const client = tlsClientOf(m, svc.service, config.tls)
+    let t = tlsTransports.get(client)
+    if (t === undefined) {
+      const failed = client
+      t =
+        failed instanceof TlsMaterialError
+          ? () => Promise.reject(failed)
+          : fetchTransport(fetchFn, { direct: m.directFetch, tls: failed })
+      tlsTransports.set(client, t)
+    }
+    return t
+  }
   const build =
     (svc: ServiceRuntime, route: ResolvedRoute | undefined, breaker: CircuitBreaker | undefined) =>
     (): Handler<HttpRequest, Response> => {
@@ -122,7 +143,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
           budget: svc.budget,
           latency: svc.latency,
           health: svc.health,
-          probe: httpProbe(svc, transport),
+          probe: httpProbe(svc, transportOf(svc, config)),
           breaker,
           bulkhead: svc.bulkhead as Middleware<HttpRequest, Response> | undefined,
           fallback: httpFallback(svc, config, m),
@@ -130,7 +151,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
           faultAttempt: faults?.scope === 'attempt' ? faultStage : undefined,
           events: m.events,
         },
-        withToken(svc, m, transport),
+        withToken(svc, m, transportOf(svc, config)),
       )
     }
 

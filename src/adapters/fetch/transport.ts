@@ -22,6 +22,7 @@ import { TlsRequiredError } from '../../core/errors.js'
 import { type Handler, settlesOnCancel } from '../../core/handler.js'
 import { ENDPOINT, type Endpoint } from '../../stages/balancer/endpoint.js'
 import { DEADLINE_HEADER } from '../../stages/deadline/propagation.js'
+import { type TlsClient, tlsErrorIn } from '../tls/client.js'
 import { type Relay, reportedAs, sendDirect } from './direct/direct.js'
 import { type DirectPlan, directOrigin, matchesDispatched, planDirect } from './direct/plan.js'
 import type { HttpRequest } from './request.js'
@@ -421,6 +422,13 @@ export interface FetchTransportOptions {
    * `true`; ignored for any other fetch function.
    */
   readonly direct?: boolean
+  /**
+   * The service's transport security (its `tls`): every attempt goes to an `https://` endpoint
+   * (a plaintext one is refused with `TLS_REQUIRED`) through the service's own verifying
+   * dispatcher, which takes precedence over `init.dispatcher` and undici's global one; a refused
+   * handshake rejects with its `TlsVerificationError`. Default none.
+   */
+  readonly tls?: TlsClient | undefined
 }
 
 /**
@@ -494,11 +502,32 @@ export function fetchTransport(
       return viaDispatcher(fetchFn, attempt, req, ctx, header, traits, verify)
     return viaSignal(fetchFn, attempt, req, ctx, header, traits, verify)
   }
+  const tls = options?.tls
+  const sendAttempt = tls === undefined ? fetchAttempt : withTls(fetchAttempt, tls)
   // Every path rejects as soon as the attempt is cancelled only when fetch itself ends its
   // request at the dispatcher's failure, as the global fetch (undici's) does. A wrapper of fetch
   // may hold the rejection back (to retry on its own, say), so around one the attempt timeout
   // keeps a promise of its own.
-  return fetchFn === globalThis.fetch ? settlesOnCancel(fetchAttempt) : fetchAttempt
+  return fetchFn === globalThis.fetch ? settlesOnCancel(sendAttempt) : sendAttempt
+}
+
+/**
+ * The attempts of a service with `tls`: to https endpoints only, through the service's verifying
+ * dispatcher (the caller's `init.dispatcher` is replaced: the service's `tls` takes precedence),
+ * a verification failure rejecting with its own typed error rather than fetch's `TypeError`.
+ */
+function withTls(next: Handler<HttpRequest, Response>, tls: TlsClient): Handler<HttpRequest, Response> {
+  const attempt: Handler<HttpRequest, Response> = (req, ctx) => {
+    const endpoint = ctx.get(ENDPOINT)
+    if (endpoint !== undefined && endpoint.address.charCodeAt(4) !== 115)
+      return Promise.reject(new TlsRequiredError(req.service, endpoint.address))
+    if (!tls.ready) return tls.load().then(() => attempt(req, ctx))
+    const init = { ...req.init, dispatcher: tls.dispatcher() } as RequestInit
+    return next({ ...req, init }, ctx).catch((error: unknown) => {
+      throw tlsErrorIn(error) ?? error
+    })
+  }
+  return attempt
 }
 
 /**

@@ -14,6 +14,7 @@
  * grpc-js is loaded with a dynamic `import()` on the first call, never by `import 'meshlet'`:
  * it is an optional peer dependency that fetch users do not install.
  */
+import type { TlsClient } from '../tls/client.js'
 import type { GrpcChannelConstructor } from './client-channel.js'
 import type { GrpcChannel, GrpcMetadata, GrpcModule } from './grpc-types.js'
 
@@ -35,6 +36,13 @@ export interface GrpcChannelPoolOptions {
   readonly Channel?: GrpcChannelConstructor | undefined
   /** Loads grpc-js. Default: `import('@grpc/grpc-js')`. */
   readonly load?: (() => Promise<GrpcModule>) | undefined
+  /**
+   * The service's transport security (its `tls`): its credentials replace {@link credentials}
+   * (the service's `tls` takes precedence over a wrapped client's own), and after a rotation
+   * the next call opens a new channel with the new credentials while the old one drains.
+   * Default none.
+   */
+  readonly tls?: TlsClient | undefined
 }
 
 /** A channel to one endpoint, with the count of the calls on it. */
@@ -47,6 +55,8 @@ export interface GrpcChannelEntry {
   active: number
   /** Whether the channel is to close once {@link active} is 0. */
   retired: boolean
+  /** The TLS material version its credentials came from (0 without `tls`). */
+  readonly version: number
 }
 
 let defaultModule: Promise<GrpcModule> | undefined
@@ -135,13 +145,27 @@ export class GrpcChannelPool {
   #open(address: string): GrpcChannelEntry {
     if (this.#closed) throw new Error('meshlet: the mesh is closed')
     let entry = this.#entries.get(address)
+    let credentials = this.#credentials!
+    let version = 0
+    const tls = this.#options.tls
+    if (tls !== undefined) {
+      const current = tls.grpcCredentials(this.#module as never)
+      credentials = current.credentials
+      version = current.version
+      // Rotated: new calls open a channel with the new credentials; the old one drains.
+      if (entry !== undefined && entry.version !== version) {
+        this.#retire(entry)
+        entry = undefined
+      }
+    }
     if (entry === undefined) {
       const Channel = this.#options.Channel ?? this.#module!.Channel
       entry = {
         address,
-        channel: new Channel(address, this.#credentials!, { ...this.#options.channelOptions }),
+        channel: new Channel(address, credentials, { ...this.#options.channelOptions }),
         active: 0,
         retired: false,
+        version,
       }
       this.#entries.set(address, entry)
     }

@@ -93,6 +93,13 @@ function codeOfMeshError(code: MeshErrorCode): number {
     case 'NO_HEALTHY_ENDPOINT':
     case 'MESH_CLOSED':
     case 'UNKNOWN_SERVICE':
+    case 'TLS_IDENTITY_MISMATCH':
+    case 'TLS_CERT_EXPIRED':
+    case 'TLS_CERT_NOT_YET_VALID':
+    case 'TLS_UNKNOWN_CA':
+    case 'TLS_HANDSHAKE_FAILED':
+    case 'TLS_MATERIAL_INVALID':
+    case 'TLS_REQUIRED':
       return GrpcStatus.UNAVAILABLE
     case 'BULKHEAD_FULL':
     case 'RATE_LIMITED':
@@ -115,7 +122,8 @@ function isAbort(error: unknown): boolean {
 /**
  * The status an error becomes:
  * - `TIMEOUT` -> `DEADLINE_EXCEEDED`; `CIRCUIT_OPEN`, `NO_HEALTHY_ENDPOINT`, `MESH_CLOSED`,
- *   `UNKNOWN_SERVICE` -> `UNAVAILABLE`; `BULKHEAD_FULL`, `RATE_LIMITED` -> `RESOURCE_EXHAUSTED`;
+ *   `UNKNOWN_SERVICE`, every `TLS_*` code -> `UNAVAILABLE` (as grpc-js reports a failed
+ *   handshake); `BULKHEAD_FULL`, `RATE_LIMITED` -> `RESOURCE_EXHAUSTED`;
  *   `ACCESS_DENIED` -> `PERMISSION_DENIED`; `TOKEN_UNAVAILABLE`, `TOKEN_INVALID` ->
  *   `UNAUTHENTICATED`.
  * - `RETRY_BUDGET_EXHAUSTED` takes the status of its cause, the last attempt's error, as grpc-js

@@ -68,6 +68,7 @@ describe('parseConfig', () => {
           channelOptions: undefined,
           locality: undefined,
           timeout: 2000,
+          tls: undefined,
           retry: {
             attempts: 3,
             perTryTimeout: 500,
@@ -120,6 +121,7 @@ describe('parseConfig', () => {
           channelOptions: undefined,
           locality: undefined,
           timeout: 15_000,
+          tls: undefined,
           retry: {
             attempts: 3,
             perTryTimeout: 0,

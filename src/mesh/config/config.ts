@@ -30,6 +30,7 @@ import {
   transform,
   union,
 } from './schema.js'
+import { tlsSettings } from './tls.js'
 
 const SERVICE_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$/
 
@@ -741,6 +742,10 @@ const service = transform(
      * deadline, as Envoy does with its route timeout (decision D27). `true`: that timeout is
      * sent too.
      */
+    /** Transport security for this service's endpoints (CA, mTLS, SPIFFE identity; src/mesh/config/tls.ts). Default none. */
+    tls: optional(tlsSettings).describe(
+      'Transport security: CA, mTLS cert and key, expected identity. Default none.',
+    ),
     propagateDeadline: optional(boolean()).describe(
       "Whether the time left travels to the upstream (x-meshlet-timeout-ms for HTTP, grpc-timeout for gRPC unary calls). Default: HTTP always; gRPC all but the service's own timeout alone; true: that too.",
     ),
