@@ -73,12 +73,12 @@ export {
   TimeoutError,
   TlsMaterialError,
   TlsRequiredError,
+  type TlsVerificationCode,
+  TlsVerificationError,
   // Bearer identity (issue 24): callers branch on these when a token is missing or refused.
   TokenInvalidError,
   type TokenRejection,
   TokenUnavailableError,
-  type TlsVerificationCode,
-  TlsVerificationError,
   UnknownServiceError,
 } from './core/errors.js'
 export { Events, type MeshEventListener, type MeshEvents } from './core/events.js'
