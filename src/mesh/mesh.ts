@@ -15,9 +15,11 @@ import { type ExitHook, Exits, isJoiningExits, isRunningExits } from '../core/ex
 import { type Handler, send } from '../core/handler.js'
 import { type Random, systemRandom } from '../core/random.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
+import type { QuotaStore } from '../stages/quota/store.js'
 import { type MeshConfig, parseConfig, type ResolvedMeshConfig } from './config/config.js'
 import { Discovery, type EndpointResolver } from './discovery/discovery.js'
 import type { DnsOptions } from './discovery/dns.js'
+import { checkQuotaStore, QuotaRegistry } from './quota.js'
 import { buildSnapshot, closeState, type Snapshot, statePool } from './runtime.js'
 
 /** Options of {@link createMesh}, for tests and simulations more than for production. */
@@ -54,6 +56,12 @@ export interface MeshOptions {
   readonly resolvers?: Readonly<Record<string, EndpointResolver>>
   /** Where and how DNS discovery asks (servers, timeout, tries). Default: the system's resolver. */
   readonly dns?: DnsOptions
+  /**
+   * The shared store of limits with `scope: 'global'` (the Redis store; docs/quota.md). A config
+   * with a global limit and no store is refused (`CONFIG_INVALID`). Closed by {@link Mesh.close}.
+   * Default none.
+   */
+  readonly quotaStore?: QuotaStore
 }
 
 /** Options of {@link Mesh.close}. */
@@ -79,6 +87,9 @@ export class Mesh {
   readonly directFetch: boolean
   /** @internal */
   readonly fallbacks: MeshOptions['fallbacks']
+  /** @internal The limiters and throttles of the services and routes (src/mesh/quota.ts). */
+  readonly quota: QuotaRegistry
+  readonly #quotaStore: QuotaStore | undefined
   #snapshot: Snapshot
   // The config as given; the snapshot's is this one with discovered endpoint sets in place.
   #base: ResolvedMeshConfig
@@ -106,6 +117,9 @@ export class Mesh {
     this.httpTransport = options.httpTransport
     this.directFetch = options.directFetch ?? true
     this.fallbacks = options.fallbacks
+    this.#quotaStore = options.quotaStore
+    checkQuotaStore(config, options.quotaStore)
+    this.quota = new QuotaRegistry(this.clock, options.quotaStore)
     this.#discovery = new Discovery({
       clock: this.clock,
       random: this.random,
@@ -193,6 +207,7 @@ export class Mesh {
     if (this.#closed) throw new MeshClosedError()
     const resolved = parseConfig(config)
     this.#discovery.check(resolved)
+    checkQuotaStore(resolved, this.#quotaStore)
     this.#base = resolved
     // Discovery first: a service that keeps its source keeps its discovered set in the new snapshot.
     this.#discovery.sync(resolved)
@@ -228,6 +243,7 @@ export class Mesh {
         })
       }
       for (const fn of this.#onClose.splice(0)) fn()
+      await this.#quotaStore?.close().catch(() => {})
       this.#closed2 = true
       this.events.clear()
     })()

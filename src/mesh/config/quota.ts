@@ -29,9 +29,11 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const quotaKey = union(
   object({
     /** The header (gRPC: metadata key) whose value keys the bucket. Required. */
-    header: string({ pattern: TOKEN, maxLength: 256, expected: 'a header name (an RFC 9110 token)' }).describe(
-      'The header (gRPC metadata key) whose value keys the bucket.',
-    ),
+    header: string({
+      pattern: TOKEN,
+      maxLength: 256,
+      expected: 'a header name (an RFC 9110 token)',
+    }).describe('The header (gRPC metadata key) whose value keys the bucket.'),
   }),
   object({
     /** A `{name}` of the route's `path.template` whose value keys the bucket. Required. */

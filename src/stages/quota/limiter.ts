@@ -33,7 +33,11 @@ export interface LimiterOptions {
 }
 
 /** Why a call was refused. */
-export type Refusal = { readonly reason: 'limit' | 'paused' | 'queue'; readonly detail: string; readonly retryAfter: number }
+export type Refusal = {
+  readonly reason: 'limit' | 'paused' | 'queue'
+  readonly detail: string
+  readonly retryAfter: number
+}
 
 /** A local limit: GCRA buckets by key, bounded to `maxKeys`; see the module comment. */
 export class LocalLimiter {
@@ -103,7 +107,11 @@ export class LocalLimiter {
       if (wait === 0) return undefined
       if (this.action === 'reject') {
         return bucket.pausedUntil > now
-          ? { reason: 'paused', detail: `paused by the server for ${Math.ceil(wait)}ms more`, retryAfter: wait }
+          ? {
+              reason: 'paused',
+              detail: `paused by the server for ${Math.ceil(wait)}ms more`,
+              retryAfter: wait,
+            }
           : { reason: 'limit', detail: `no token for ${Math.ceil(wait)}ms`, retryAfter: wait }
       }
     }
@@ -117,7 +125,11 @@ export class LocalLimiter {
    */
   enqueue(bucket: Bucket, ctx: Context, now: number): Promise<void> | Refusal {
     if (bucket.queued >= this.queue) {
-      return { reason: 'queue', detail: `${bucket.queued} calls already waiting (queue ${this.queue})`, retryAfter: 0 }
+      return {
+        reason: 'queue',
+        detail: `${bucket.queued} calls already waiting (queue ${this.queue})`,
+        retryAfter: 0,
+      }
     }
     const wait = this.gcra.waitFor(bucket, bucket.queued + 1, now)
     if (now + wait > ctx.deadline) {
@@ -153,7 +165,13 @@ export class LocalLimiter {
           this.#leave(bucket, w)
           unlisten?.()
           const waited = Math.round(clock.now() - now)
-          reject(this.#refuse({ reason: 'queue', detail: `waited ${waited}ms until the call's deadline`, retryAfter: 0 }))
+          reject(
+            this.#refuse({
+              reason: 'queue',
+              detail: `waited ${waited}ms until the call's deadline`,
+              retryAfter: 0,
+            }),
+          )
         }, ctx.deadline - now)
       }
       unlisten = ctx.cancel.onAbort((reason) => {
@@ -250,7 +268,11 @@ export class GlobalLimiter {
       if (decision.allowed) return
       const wait = Math.max(0, decision.retryAfterMs)
       if (this.action === 'reject') {
-        throw this.#refuse({ reason: 'limit', detail: `no token for ${Math.ceil(wait)}ms (global)`, retryAfter: wait })
+        throw this.#refuse({
+          reason: 'limit',
+          detail: `no token for ${Math.ceil(wait)}ms (global)`,
+          retryAfter: wait,
+        })
       }
       const now = ctx.clock.now()
       if (now + wait > ctx.deadline) {
@@ -286,7 +308,12 @@ export class MemoryQuotaStore implements QuotaStore {
 
   #entry(key: string, limit: QuotaLimit): { bucket: Bucket; gcra: Gcra } {
     let e = this.#buckets.get(key)
-    if (e === undefined || e.gcra.limit.rate !== limit.rate || e.gcra.limit.periodMs !== limit.periodMs || e.gcra.limit.burst !== limit.burst) {
+    if (
+      e === undefined ||
+      e.gcra.limit.rate !== limit.rate ||
+      e.gcra.limit.periodMs !== limit.periodMs ||
+      e.gcra.limit.burst !== limit.burst
+    ) {
       e = { bucket: e?.bucket ?? new Bucket(), gcra: new Gcra(limit) }
       this.#buckets.set(key, e)
     }

@@ -17,7 +17,9 @@ const signals: ServerSignals = {
   pause: (ok, r) => (ok && (r as Res).status === 429 ? (r as Res).retryAfter : undefined),
 }
 
-function setup(opts: { action?: 'reject' | 'queue'; queue?: number; rate?: number; burst?: number; keyed?: boolean } = {}) {
+function setup(
+  opts: { action?: 'reject' | 'queue'; queue?: number; rate?: number; burst?: number; keyed?: boolean } = {},
+) {
   const clock = new ManualClock()
   const events = new Events()
   const limiter = new LocalLimiter(
@@ -37,7 +39,15 @@ function setup(opts: { action?: 'reject' | 'queue'; queue?: number; rate?: numbe
     return answer
   }
   const handler = chain<string, Res>(
-    [quota<string, Res>({ limiter, signals, service: 'users', events, keyOf: opts.keyed ? (r) => r.split(':')[0] : undefined })],
+    [
+      quota<string, Res>({
+        limiter,
+        signals,
+        service: 'users',
+        events,
+        keyOf: opts.keyed ? (r) => r.split(':')[0] : undefined,
+      }),
+    ],
     transport,
   )
   const ctx = (deadline = Number.POSITIVE_INFINITY, cancel = new Cancellation()) =>
@@ -190,10 +200,13 @@ describe('quota stage', () => {
     const clock = new ManualClock()
     const throttle = new AdaptiveThrottle({ k: 2, windowMs: 60_000 })
     let sent = 0
-    const handler = chain<string, Res>([quota<string, Res>({ throttle, signals, service: 'users' })], async () => {
-      sent++
-      return { status: 429 }
-    })
+    const handler = chain<string, Res>(
+      [quota<string, Res>({ throttle, signals, service: 'users' })],
+      async () => {
+        sent++
+        return { status: 429 }
+      },
+    )
     const ctx = Context.create({ clock, random: seededRandom(3), cancel: new Cancellation() })
     let shed = 0
     for (let i = 0; i < 1000; i++) {
@@ -238,7 +251,9 @@ describe('quota stage', () => {
       { limit: { rate: 10, periodMs: 1000, burst: 1 } },
       { take: () => Promise.reject(boom), pause: () => Promise.resolve(), close: () => Promise.resolve() },
     )
-    const handler = chain<string, Res>([quota<string, Res>({ limiter, service: 'users' })], async () => ({ status: 200 }))
+    const handler = chain<string, Res>([quota<string, Res>({ limiter, service: 'users' })], async () => ({
+      status: 200,
+    }))
     const ctx = Context.create({ clock, random: seededRandom(3), cancel: new Cancellation() })
     const error = await settle(handler('a', ctx))
     expect(isMeshError(error, 'RATE_LIMITED')).toBe(true)

@@ -91,8 +91,11 @@ export function quota<Req, Res>(options: QuotaOptions<Req>): Middleware<Req, Res
     if (ms === undefined || !(ms > 0)) return
     const key = b as string
     const paused =
-      local !== undefined ? local.pause(a as Bucket, ms, ctx.clock.now()) : global!.pause(storePrefix + key, ms)
-    if (paused > 0 && events?.has('quota-paused')) events.emit('quota-paused', { service: name, key, ms: paused })
+      local !== undefined
+        ? local.pause(a as Bucket, ms, ctx.clock.now())
+        : global!.pause(storePrefix + key, ms)
+    if (paused > 0 && events?.has('quota-paused'))
+      events.emit('quota-paused', { service: name, key, ms: paused })
   }
 
   return (next: Handler<Req, Res>) => {
