@@ -9,7 +9,7 @@ import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import { regexProblem } from '../../stages/router/regex.js'
 import { templatePattern } from '../../stages/router/router.js'
-import { adaptiveThrottling, rateLimit } from './quota.js'
+import { adaptiveThrottling, checkQuotaKeys, rateLimit } from './quota.js'
 import {
   array,
   boolean,
@@ -1076,6 +1076,7 @@ export function parseConfig(input: unknown): ResolvedMeshConfig {
   if (config !== undefined) {
     checkReferences(config, issues)
     checkHosts(config, issues)
+    checkQuotaKeys(config, issues)
   }
   if (issues.length > 0 || config === undefined) throw new ConfigInvalidError(bounded(issues))
   return deepFreeze(config)

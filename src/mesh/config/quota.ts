@@ -4,6 +4,7 @@
  * `adaptiveThrottling` (the Google SRE book's client-side throttling). Kept in its own file so
  * that config.ts holds one line per field.
  */
+import type { ConfigIssue } from '../../core/errors.js'
 import {
   duration,
   integer,
@@ -106,3 +107,47 @@ export const adaptiveThrottling = transform(
     return t
   },
 ).describe('Client-side throttling (Google SRE book): reject locally as the server rejects. Default none.')
+
+interface QuotaKeyed {
+  readonly rateLimit?:
+    | { readonly key?: { readonly header: string } | { readonly param: string } | undefined }
+    | undefined
+}
+
+/**
+ * Refuses a `key.param` that no path template supplies: a service's limit (no route, so no
+ * template), or a route's whose `match` has no `path.template` with `{name}` as a whole segment.
+ */
+export function checkQuotaKeys(
+  config: {
+    readonly services: Readonly<Record<string, QuotaKeyed>>
+    readonly routes: readonly (QuotaKeyed & {
+      readonly match?:
+        | readonly { readonly path?: { readonly template?: string | undefined } | undefined }[]
+        | undefined
+    })[]
+  },
+  issues: ConfigIssue[],
+): void {
+  for (const [name, s] of Object.entries(config.services)) {
+    const key = s.rateLimit?.key
+    if (key !== undefined && 'param' in key) {
+      issues.push({
+        path: `services.${name}.rateLimit.key.param`,
+        message: "applies to a route's rateLimit (a path template parameter), not a service's",
+      })
+    }
+  }
+  config.routes.forEach((r, i) => {
+    const key = r.rateLimit?.key
+    if (key === undefined || !('param' in key)) return
+    const segment = `{${key.param}}`
+    const found = (r.match ?? []).some((m) => m.path?.template?.split('/').includes(segment) === true)
+    if (!found) {
+      issues.push({
+        path: `routes[${i}].rateLimit.key.param`,
+        message: `expected a parameter that a path.template of the route's match has as a whole segment ("/x/${segment}")`,
+      })
+    }
+  })
+}
