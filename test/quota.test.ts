@@ -80,15 +80,15 @@ describe('quota through withMesh(fetch)', () => {
     expect(s.requests).toBe(3)
   })
 
-  it('RateLimit-Remaining: 0 with RateLimit-Reset pauses the service, even on a 200', async () => {
+  it('a 429 with RateLimit-Remaining: 0 and RateLimit-Reset pauses the service', async () => {
     let first = true
     const s = await server(() => {
       if (!first) return { status: 200 }
       first = false
-      return { status: 200, headers: { 'ratelimit-remaining': '0', 'ratelimit-reset': '2' } }
+      return { status: 429, headers: { 'ratelimit-remaining': '0', 'ratelimit-reset': '2' } }
     })
-    const { clock, fetch2 } = mesh(s, { rateLimit: { rate: 100 } })
-    expect((await fetch2('http://api/')).status).toBe(200)
+    const { clock, fetch2 } = mesh(s, { rateLimit: { rate: 100 }, retry: { attempts: 1 } })
+    expect((await fetch2('http://api/')).status).toBe(429)
     expect(isMeshError(await settle(fetch2('http://api/')), 'RATE_LIMITED')).toBe(true)
     await clock.advance(2000)
     expect((await fetch2('http://api/')).status).toBe(200)

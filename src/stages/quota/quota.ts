@@ -30,7 +30,7 @@ export interface ServerSignals {
    * The pause (ms) the server asked for (`Retry-After`, `RateLimit-Reset` with nothing
    * remaining, `grpc-retry-pushback-ms`), or `undefined` when it asked for none.
    */
-  pause(ok: boolean, result: unknown, wall: number): number | undefined
+  pause(ok: boolean, result: unknown, clock: { wall(): number }): number | undefined
 }
 
 /** Options of {@link quota}. */
@@ -87,7 +87,7 @@ export function quota<Req, Res>(options: QuotaOptions<Req>): Middleware<Req, Res
     }
     if (throttle !== undefined && !signals.rejected(ok, result)) throttle.accept(ctx.clock.now())
     if (limiter === undefined) return
-    const ms = signals.pause(ok, result, ctx.clock.wall())
+    const ms = signals.pause(ok, result, ctx.clock)
     if (ms === undefined || !(ms > 0)) return
     const key = b as string
     const paused =
