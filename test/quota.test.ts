@@ -16,6 +16,9 @@ import { ManualClock } from '../src/testing/index.js'
 import { EchoClient, type EchoReply, startGrpcServer, statusError } from './helpers/grpc-servers.js'
 import { startServer, type TestServer } from './helpers/servers.js'
 
+// biome-ignore lint/suspicious/noExplicitAny: the dynamic client's methods are untyped
+type AnyClient = grpc.Client & Record<string, any>
+
 const cleanup: Array<() => Promise<void> | void> = []
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn()
@@ -197,11 +200,7 @@ describe('quota through a wrapped gRPC client', () => {
       { clock },
     )
     cleanup.push(() => m.close({ force: true }))
-    // biome-ignore lint/suspicious/noExplicitAny: the dynamic client's methods are untyped
-    const c = withMeshGrpc(
-      new EchoClient('echo', grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>,
-      m,
-    )
+    const c = withMeshGrpc(new EchoClient('echo', grpc.credentials.createInsecure()) as AnyClient, m)
     cleanup.push(() => c.close())
     const call = () =>
       new Promise<{ error?: grpc.ServiceError; reply?: EchoReply }>((resolve) =>

@@ -116,7 +116,7 @@ export function quota<Req, Res>(options: QuotaOptions<Req>): Middleware<Req, Res
     }
 
     return joinsExits(function quotaStage(req: Req, ctx: Context): Promise<Res> {
-      if (throttle !== undefined && throttle.reject(ctx.clock.now(), ctx.random)) {
+      if (throttle?.reject(ctx.clock.now(), ctx.random)) {
         emit('', 'throttled')
         return Promise.reject(
           new RateLimitedError(service, 'shed by adaptive throttling (the server rejects most calls)'),
