@@ -218,6 +218,24 @@ describe('quota stage', () => {
     expect(throttle.counts(clock.now())).toEqual({ requests: 1000, accepts: 0 })
   })
 
+  it("a limit's refusals never count as the backend's (the throttle forgets them)", async () => {
+    const clock = new ManualClock()
+    const throttle = new AdaptiveThrottle({ k: 2, windowMs: 60_000 })
+    const limiter = new LocalLimiter(
+      { limit: { rate: 1, periodMs: 60_000, burst: 1 }, refuse: (r) => refusalError('users', r) },
+      clock,
+    )
+    const handler = chain<string, Res>(
+      [quota<string, Res>({ limiter, throttle, signals, service: 'users' })],
+      async () => ({ status: 200 }),
+    )
+    const ctx = Context.create({ clock, random: seededRandom(3), cancel: new Cancellation() })
+    await handler('a', ctx)
+    for (let i = 0; i < 100; i++) expect(await settle(handler('x', ctx))).toBeInstanceOf(RateLimitedError)
+    expect(throttle.counts(clock.now())).toEqual({ requests: 1, accepts: 1 })
+    expect(throttle.probability(clock.now())).toBe(0)
+  })
+
   it('a global limit takes its tokens from the store, and a pause reaches the store', async () => {
     const clock = new ManualClock()
     const store = new MemoryQuotaStore(clock)

@@ -72,7 +72,8 @@ export function quota<Req, Res>(options: QuotaOptions<Req>): Middleware<Req, Res
   const emit = (key: string, reason: 'limit' | 'paused' | 'queue' | 'throttled'): void => {
     if (events?.has('rate-limited')) events.emit('rate-limited', { service: name, key, reason })
   }
-  const refuse = (key: string, r: Refusal): Promise<never> => {
+  const refuse = (key: string, r: Refusal, now: number): Promise<never> => {
+    throttle?.forget(now)
     emit(key, r.reason)
     return Promise.reject(refusalError(service, r))
   }
@@ -80,12 +81,15 @@ export function quota<Req, Res>(options: QuotaOptions<Req>): Middleware<Req, Res
   // What every settled attempt tells the limit and the throttle: `a` is the bucket (local) or
   // `undefined` (global), `b` the key.
   const observe: ExitHook = (a, b, ok, result, _req, ctx) => {
-    if (ok === false && result instanceof RateLimitedError) return
-    if (signals === undefined) {
-      throttle?.accept(ctx.clock.now())
+    if (!ok && result instanceof RateLimitedError) {
+      // Refused by the limit (after a wait, or by a global store): it never reached the backend.
+      throttle?.forget(ctx.clock.now())
       return
     }
-    if (throttle !== undefined && !signals.rejected(ok, result)) throttle.accept(ctx.clock.now())
+    if (throttle !== undefined && ok && (signals === undefined || !signals.rejected(ok, result))) {
+      throttle.accept(ctx.clock.now())
+    }
+    if (signals === undefined) return
     if (limiter === undefined) return
     const ms = signals.pause(ok, result, ctx.clock)
     if (ms === undefined || !(ms > 0)) return
@@ -129,14 +133,18 @@ export function quota<Req, Res>(options: QuotaOptions<Req>): Middleware<Req, Res
         const bucket = local.bucket(key, now)
         const taken = local.tryTake(bucket, now)
         if (taken === undefined) return pass(req, ctx, bucket, key)
-        if (taken !== false) return refuse(key, taken)
+        if (taken !== false) return refuse(key, taken, now)
         const queued = local.enqueue(bucket, ctx, now)
-        if (!(queued instanceof Promise)) return refuse(key, queued)
+        if (!(queued instanceof Promise)) return refuse(key, queued, now)
+        const exits = ctx.exits
         const onRefused = (error: unknown): never => {
-          if (error instanceof RateLimitedError) emit(key, 'queue')
+          if (error instanceof RateLimitedError) {
+            emit(key, 'queue')
+            // With a scope, the exit hook takes the request back.
+            if (exits === undefined) throttle?.forget(ctx.clock.now())
+          }
           throw error
         }
-        const exits = ctx.exits
         // It waited: the stages inside time the attempt from its admission.
         if (exits === undefined) return queued.then(() => pass(req, ctx.restarted(), bucket, key), onRefused)
         exits.add(observe, bucket, key)
@@ -156,10 +164,9 @@ export function quota<Req, Res>(options: QuotaOptions<Req>): Middleware<Req, Res
             : pass(req, ctx, undefined, key),
         (error: unknown) => {
           if (error instanceof RateLimitedError) emit(key, 'limit')
-          else if (!ctx.cancel.aborted) {
-            throw new RateLimitedError(service, 'the quota store failed', 0, error)
-          }
-          throw error
+          if (exits === undefined && !ctx.cancel.aborted) throttle?.forget(ctx.clock.now())
+          if (error instanceof RateLimitedError || ctx.cancel.aborted) throw error
+          throw new RateLimitedError(service, 'the quota store failed', 0, error)
         },
       )
     })

@@ -48,4 +48,12 @@ describe('AdaptiveThrottle', () => {
     expect(t.counts(2099).requests).toBe(1)
     expect(t.counts(5000).requests).toBe(0)
   })
+
+  it('forget takes a request back, never below zero', () => {
+    const t = new AdaptiveThrottle({ k: 2, windowMs: 1000 })
+    t.reject(0, { next: () => 1 })
+    t.forget(0)
+    t.forget(0)
+    expect(t.counts(0)).toEqual({ requests: 0, accepts: 0 })
+  })
 })

@@ -83,6 +83,18 @@ export class AdaptiveThrottle {
     return p > 0 && random.next() < p
   }
 
+  /**
+   * Takes back a request counted at {@link reject} that never reached the backend (a rate limit
+   * refused it): only the backend's answers move the probability.
+   */
+  forget(now: number): void {
+    const i = this.#roll(now)
+    if (this.#requests[i]! > 0) {
+      this.#requests[i]! -= 1
+      this.#requestsSum -= 1
+    }
+  }
+
   /** Counts an accept at `now`: the backend took a request. */
   accept(now: number): void {
     const i = this.#roll(now)
