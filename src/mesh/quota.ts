@@ -47,7 +47,6 @@ export class QuotaRegistry {
   readonly #limiters = new Map<string, { json: string; limiter: LocalLimiter | GlobalLimiter }>()
   readonly #throttles = new Map<string, { json: string; throttle: AdaptiveThrottle }>()
   readonly #routeIds = new WeakMap<ResolvedRoute, string>()
-  #routes = 0
 
   constructor(clock: Clock, store: QuotaStore | undefined) {
     this.#clock = clock
@@ -84,11 +83,18 @@ export class QuotaRegistry {
     return throttle
   }
 
-  /** A route's owner id: its name, else one given to the route object for its life. */
+  /**
+   * A route's owner id: its name, else a hash of its match and destinations. The same in every
+   * process running the same config (a global limit's store key) and across updates that keep
+   * the route, so its buckets and pauses hold.
+   */
   #routeId(route: ResolvedRoute): string {
     let id = this.#routeIds.get(route)
     if (id === undefined) {
-      id = route.name !== undefined ? `route/${encodeURIComponent(route.name)}` : `route/#${this.#routes++}`
+      id =
+        route.name !== undefined
+          ? `route/${encodeURIComponent(route.name)}`
+          : `route/#${fnv1a(JSON.stringify([route.match ?? null, route.route, route.rateLimit ?? null]))}`
       this.#routeIds.set(route, id)
     }
     return id
@@ -152,4 +158,14 @@ export function templateParam(
     }
     return undefined
   }
+}
+
+/** FNV-1a (32 bits) of `text`, in hex: a short stable id. */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0).toString(16).padStart(8, '0')
 }
