@@ -243,7 +243,11 @@ export class Mesh {
         })
       }
       for (const fn of this.#onClose.splice(0)) fn()
-      await this.#quotaStore?.close().catch(() => {})
+      try {
+        await this.#quotaStore?.close()
+      } catch {
+        // A store that fails to close must not fail the mesh's close: its calls are over.
+      }
       this.#closed2 = true
       this.events.clear()
     })()
