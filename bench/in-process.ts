@@ -86,6 +86,9 @@ export function inProcessTasks(lib: Meshlet): { tasks: InProcessTask[]; close: (
   // The full stack: the default one plus a circuit breaker and a bulkhead.
   const meshFull = meshFetch({ endpoints, circuitBreaker: {}, concurrency: { max: 100 } })
   const meshNoDeadline = meshFetch({ endpoints, timeout: 0 })
+  // The default stack plus a local rate limit that never refuses (10^9 per second): what a
+  // limit's decision and its exit hook cost per call, beside mesh-default (decision D57).
+  const meshRateLimit = meshFetch({ endpoints, rateLimit: { rate: 1_000_000, period: 1 } })
   const meshRetryTimeout = meshFetch({
     endpoints,
     timeout: '2s',
@@ -207,6 +210,11 @@ export function inProcessTasks(lib: Meshlet): { tasks: InProcessTask[]; close: (
     { id: 'bare', name: 'bare call (the no-op itself)', call: bareCall },
     { id: 'mesh-default', name: 'meshlet withMesh, default stack', call: () => meshDefault(URL_) },
     { id: 'mesh-full', name: 'meshlet withMesh, default + breaker + bulkhead', call: () => meshFull(URL_) },
+    {
+      id: 'mesh-rate-limit',
+      name: 'meshlet withMesh, default + local rate limit',
+      call: () => meshRateLimit(URL_),
+    },
     {
       id: 'mesh-no-deadline',
       name: 'meshlet withMesh, default with timeout 0',

@@ -69,6 +69,7 @@ export {
   type MeshErrorCode,
   type MeshErrorOptions,
   NoHealthyEndpointError,
+  RateLimitedError,
   RetryBudgetExhaustedError,
   TimeoutError,
   TlsMaterialError,
@@ -191,6 +192,8 @@ export {
 } from './stages/deadline/propagation.js'
 export { type FallbackOn, type FallbackOptions, fallback, fallbackCode } from './stages/fallback/fallback.js'
 export { type FaultOptions, fault, type HeaderFault } from './stages/fault/fault.js'
+// What a `quotaStore` (MeshOptions) implements, for `rateLimit.scope: 'global'` (docs/quota.md).
+export type { QuotaDecision, QuotaLimit, QuotaStore } from './stages/quota/store.js'
 export {
   type Backoff,
   constantBackoff,

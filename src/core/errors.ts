@@ -289,3 +289,17 @@ export class TlsMaterialError extends MeshError {
     this.name = 'TlsMaterialError'
   }
 }
+
+/**
+ * A rate limit refused the call: its bucket was empty (or paused by the server's Retry-After)
+ * and it was not to wait, or could not get its token within its deadline or queue bound.
+ */
+export class RateLimitedError extends MeshError {
+  /** When a token should be available, in ms from the refusal (0 when unknown). */
+  readonly retryAfter: number
+  constructor(service: string | undefined, detail: string, retryAfter = 0, cause?: unknown) {
+    super('RATE_LIMITED', `rate limit of ${service ?? 'the service'}: ${detail}`, { service, cause })
+    this.name = 'RateLimitedError'
+    this.retryAfter = retryAfter
+  }
+}

@@ -33,6 +33,14 @@ export interface MeshEvents {
   'ejection-end': { service: string; endpoint: string }
   /** A call was refused by a bulkhead (`BULKHEAD_FULL`). */
   'bulkhead-full': { service: string; queued: boolean }
+  /**
+   * A rate limit refused an attempt (`RATE_LIMITED`): `reason` `'limit'` (no token), `'paused'`
+   * (a server's Retry-After), `'queue'` (the wait was over its bounds) or `'throttled'` (adaptive
+   * throttling).
+   */
+  'rate-limited': { service: string; key: string; reason: 'limit' | 'paused' | 'queue' | 'throttled' }
+  /** A server asked `service` to slow down: the limit's `key` pauses for `ms`. */
+  'quota-paused': { service: string; key: string; ms: number }
   /** A call got the service's fallback instead of `code`. */
   fallback: { service: string; code: string }
   /** A call or attempt passed its time limit. */

@@ -16,9 +16,11 @@ import { type ExitHook, Exits, isJoiningExits, isRunningExits } from '../core/ex
 import { type Handler, send } from '../core/handler.js'
 import { type Random, systemRandom } from '../core/random.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
+import type { QuotaStore } from '../stages/quota/store.js'
 import { type MeshConfig, parseConfig, type ResolvedMeshConfig } from './config/config.js'
 import { Discovery, type EndpointResolver } from './discovery/discovery.js'
 import type { DnsOptions } from './discovery/dns.js'
+import { checkQuotaStore, QuotaRegistry } from './quota.js'
 import { buildSnapshot, closeState, type Snapshot, statePool } from './runtime.js'
 
 /** Options of {@link createMesh}, for tests and simulations more than for production. */
@@ -64,6 +66,12 @@ export interface MeshOptions {
    * `auth.tokenFile` may not have one too. Default none (docs/security.md, "Bearer identity").
    */
   readonly tokens?: Readonly<Record<string, TokenProvider>>
+  /**
+   * The shared store of limits with `scope: 'global'` (the Redis store; docs/quota.md). A config
+   * with a global limit and no store is refused (`CONFIG_INVALID`). Closed by {@link Mesh.close}.
+   * Default none.
+   */
+  readonly quotaStore?: QuotaStore
 }
 
 /** Options of {@link Mesh.close}. */
@@ -92,6 +100,9 @@ export class Mesh {
   readonly #tokenProviders: MeshOptions['tokens']
   // The token source of each service with a token, kept across updates while its source stays.
   #tokens = new Map<string, TokenSource>()
+  /** @internal The limiters and throttles of the services and routes (src/mesh/quota.ts). */
+  readonly quota: QuotaRegistry
+  readonly #quotaStore: QuotaStore | undefined
   #snapshot: Snapshot
   // The config as given; the snapshot's is this one with discovered endpoint sets in place.
   #base: ResolvedMeshConfig
@@ -119,8 +130,11 @@ export class Mesh {
     this.httpTransport = options.httpTransport
     this.directFetch = options.directFetch ?? true
     this.fallbacks = options.fallbacks
+    checkQuotaStore(config, options.quotaStore)
     this.#tokenProviders = options.tokens
     this.#tokens = this.#tokenSources(config, true)
+    this.#quotaStore = options.quotaStore
+    this.quota = new QuotaRegistry(this.clock, options.quotaStore)
     this.#discovery = new Discovery({
       clock: this.clock,
       random: this.random,
@@ -290,6 +304,7 @@ export class Mesh {
     if (this.#closed) throw new MeshClosedError()
     const resolved = parseConfig(config)
     this.#discovery.check(resolved)
+    checkQuotaStore(resolved, this.#quotaStore)
     const tokens = this.#tokenSources(resolved)
     this.#tokens = tokens
     this.#base = resolved
@@ -328,6 +343,11 @@ export class Mesh {
       }
       for (const fn of this.#onClose.splice(0)) fn()
       for (const tokens of this.#tokens.values()) tokens.close()
+      try {
+        await this.#quotaStore?.close()
+      } catch {
+        // A store that fails to close must not fail the mesh's close: its calls are over.
+      }
       this.#closed2 = true
       this.events.clear()
     })()

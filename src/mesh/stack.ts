@@ -7,9 +7,11 @@
  * The router runs before this stack (in `withMesh`): it picks the route and the destination,
  * and the stack is built per (destination, route), so the route's policy is fixed at build time.
  * The order, outermost first: fallback, fault (call scope), deadline, bulkhead, retry, hedge,
- * circuit breaker, fault (attempt scope), balancer (outlier detection and per-endpoint limits
- * inside it), attempt timeout, transport. Telemetry, access policy and quota, which come later,
- * go before the fallback, in that order.
+ * quota, circuit breaker, fault (attempt scope), balancer (outlier detection and per-endpoint
+ * limits inside it), attempt timeout, transport. Telemetry and access policy, which come later,
+ * go before the fallback, in that order. Quota sits inside retry and hedge, not before them as
+ * ARCHITECTURE.md first sketched, so that a retry or a hedge takes a token like any call
+ * (decision D58).
  */
 import type { Events } from '../core/events.js'
 import { chain, type Handler, type Middleware } from '../core/handler.js'
@@ -57,6 +59,8 @@ export interface StackParts<Req, Res> {
   readonly breaker: CircuitBreaker | undefined
   /** The service's bulkhead (kept across updates by the runtime), when it has one. */
   readonly bulkhead?: Middleware<Req, Res> | undefined
+  /** The quota stage (rate limit, adaptive throttling) of the service or route, when it has one. */
+  readonly quota?: Middleware<Req, Res> | undefined
   /** Call-scoped fault injection of the route (before the deadline and retries), when it has one. */
   readonly faultCall?: Middleware<Req, Res> | undefined
   /** Attempt-scoped fault injection of the route (inside retry and breaker), when it has one. */
@@ -148,6 +152,13 @@ export function serviceStages<Req, Res>(parts: StackParts<Req, Res>): Middleware
         events,
       }),
     )
+  }
+  if (parts.quota) {
+    // quota: inside retry and hedge, so each retry and hedge takes a token like any call (a
+    // server's quota counts every request it receives) and waits for it within the deadline;
+    // outside the breaker, so a local refusal (RATE_LIMITED) is never the destination's failure,
+    // and a server's 429 pauses the key before the retry's own wait ends (decision D58).
+    stages.push(parts.quota)
   }
   if (parts.breaker) {
     // circuit breaker: inside retry, so it sees each attempt and an open circuit fails fast

@@ -31,6 +31,7 @@ import type {
 } from '../adapters/grpc/grpc-types.js'
 import { grpcHealthProbe } from '../adapters/grpc/health.js'
 import { grpcProtocol } from '../adapters/grpc/protocol.js'
+import { grpcQuotaSignals } from '../adapters/grpc/quota-signals.js'
 import {
   type GrpcMethodKind,
   type GrpcRequest,
@@ -52,6 +53,7 @@ import { fault } from '../stages/fault/fault.js'
 import type { RouteView } from '../stages/router/router.js'
 import type { MeshConfig, ResolvedRoute, ResolvedServiceConfig } from './config/config.js'
 import { createMesh, isMesh, type Mesh } from './mesh.js'
+import { type QuotaKeyReader, templateParam } from './quota.js'
 import { effectiveConfig } from './route-policy.js'
 import { destinationKey, type ServiceRuntime, type Snapshot } from './runtime.js'
 import { buildStack } from './stack.js'
@@ -363,6 +365,7 @@ function buildGrpcStack(
       probe: svc.config.healthCheck === undefined ? undefined : grpcHealthProbe({ channels: pt.pool }),
       breaker,
       bulkhead: svc.bulkhead as Middleware<GrpcRequest, GrpcResponse> | undefined,
+      quota: m.quota.stage(svc.name, config, route, grpcQuotaKey, grpcQuotaSignals, m.events),
       // A static fallback is an HTTP response; gRPC services have none (yet).
       fallback: undefined,
       faultCall: f?.scope === 'call' ? faultStage : undefined,
@@ -699,4 +702,18 @@ export function withMeshGrpc<C extends GrpcClientLike>(
     }
   }
   return wrapped
+}
+
+/** The key of a gRPC call's bucket: a metadata value, or a parameter of the route's path template. */
+const grpcQuotaKey: QuotaKeyReader<GrpcRequest> = (key, route) => {
+  if ('header' in key) {
+    const name = key.header.toLowerCase()
+    return (req) => {
+      const values = req.metadata.get(name)
+      const first = values[0]
+      return typeof first === 'string' ? first : undefined
+    }
+  }
+  const param = templateParam(route, key.param)
+  return param === undefined ? undefined : (req) => param(req.path)
 }

@@ -7,6 +7,7 @@
 import { httpClassifier, idempotence } from '../adapters/fetch/classify.js'
 import { answerAsEnvoy } from '../adapters/fetch/envoy-responses.js'
 import { httpProtocol } from '../adapters/fetch/protocol.js'
+import { httpQuotaSignals } from '../adapters/fetch/quota-signals.js'
 import {
   type HttpRequest,
   parseTarget,
@@ -32,6 +33,7 @@ import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { fault } from '../stages/fault/fault.js'
 import type { MeshConfig, ResolvedRoute, ResolvedServiceConfig } from './config/config.js'
 import { createMesh, isMesh, type Mesh } from './mesh.js'
+import { type QuotaKeyReader, templateParam } from './quota.js'
 import { effectiveConfig } from './route-policy.js'
 import { destinationKey, type ServiceRuntime, type Snapshot } from './runtime.js'
 import { buildStack } from './stack.js'
@@ -146,6 +148,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
           probe: httpProbe(svc, transportOf(svc, config)),
           breaker,
           bulkhead: svc.bulkhead as Middleware<HttpRequest, Response> | undefined,
+          quota: m.quota.stage(svc.name, config, route, httpQuotaKey, httpQuotaSignals, m.events),
           fallback: httpFallback(svc, config, m),
           faultCall: faults?.scope === 'call' ? faultStage : undefined,
           faultAttempt: faults?.scope === 'attempt' ? faultStage : undefined,
@@ -411,4 +414,14 @@ function httpHashKey(hashKey: ResolvedServiceConfig['hashKey']): (req: HttpReque
         ? view.cookie(cookie)
         : view.query(query!)
   }
+}
+
+/** The key of an HTTP call's bucket: a header's value, or a parameter of the route's path template. */
+const httpQuotaKey: QuotaKeyReader<HttpRequest> = (key, route) => {
+  if ('header' in key) {
+    const name = key.header.toLowerCase()
+    return (req) => httpRouteView(req.service, req).header(name)
+  }
+  const param = templateParam(route, key.param)
+  return param === undefined ? undefined : (req) => param(req.path)
 }

@@ -10,6 +10,7 @@ import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import { regexProblem } from '../../stages/router/regex.js'
 import { templatePattern } from '../../stages/router/router.js'
 import { serviceAuth } from './auth.js'
+import { adaptiveThrottling, checkQuotaKeys, rateLimit } from './quota.js'
 import {
   array,
   boolean,
@@ -720,6 +721,10 @@ const service = transform(
     concurrency: optional(concurrency).describe('Concurrency limits with a bounded queue. Default none.'),
     /** A static response instead of chosen failures. Default none. */
     fallback: optional(fallback).describe('A static response instead of chosen failures. Default none.'),
+    /** A rate limit on the service's calls, every attempt taking a token (docs/quota.md). Default none. */
+    rateLimit: optional(rateLimit),
+    /** Client-side adaptive throttling (Google SRE book; docs/quota.md). Default none. */
+    adaptiveThrottling: optional(adaptiveThrottling),
     /**
      * The authority (`Host` header) sent upstream instead of the endpoint's address, as a sidecar
      * sends the service's name (`reviews:9080`): a host with an optional port. A route's
@@ -1010,6 +1015,8 @@ const route = object({
   circuitBreaker: optional(circuitBreaker).describe("Overrides the destination's circuit breaker."),
   /** Overrides the destination's `fallback`. */
   fallback: optional(fallback).describe("Overrides the destination's fallback."),
+  /** The route's own rate limit (its own buckets) instead of the destination's (docs/quota.md). */
+  rateLimit: optional(rateLimit),
 })
 
 /** The schema of the whole config; {@link parseConfig} and {@link configJsonSchema} use it. */
@@ -1077,6 +1084,7 @@ export function parseConfig(input: unknown): ResolvedMeshConfig {
   if (config !== undefined) {
     checkReferences(config, issues)
     checkHosts(config, issues)
+    checkQuotaKeys(config, issues)
   }
   if (issues.length > 0 || config === undefined) throw new ConfigInvalidError(bounded(issues))
   return deepFreeze(config)
