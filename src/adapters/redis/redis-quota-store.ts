@@ -91,7 +91,7 @@ type GcraCommand = (
   cost: number,
   want: number,
 ) => Promise<[number, number]>
-type PauseCommand = (k1: string, ms: number) => Promise<unknown>
+type PauseCommand = (k1: string, ms: number) => Promise<number>
 
 /** See the module comment; create one with {@link redisQuotaStore}. */
 export class RedisQuotaStore implements QuotaStore {
@@ -232,7 +232,10 @@ export class RedisQuotaStore implements QuotaStore {
     if (!this.#allowRedis()) return
     const [, pauseKey] = this.#keys(key)
     await this.#withTimeout(async (client) => {
-      await (client as unknown as { meshletPause: PauseCommand }).meshletPause(pauseKey, Math.ceil(ms))
+      const left = await (client as unknown as { meshletPause: PauseCommand }).meshletPause(pauseKey, Math.ceil(ms))
+      // A longer pause already in force (another process's) holds here too.
+      const longer = Date.now() + Number(left)
+      if (longer > (this.#localPauses.get(key) ?? 0)) this.#localPauses.set(key, longer)
       return ADMITTED
     })
   }
@@ -286,12 +289,16 @@ export class RedisQuotaStore implements QuotaStore {
   #withTimeout(fn: (client: RedisClientLike) => Promise<QuotaDecision>): Promise<QuotaDecision> {
     return new Promise<QuotaDecision>((resolve) => {
       let settled = false
-      const timer = setTimeout(() => {
+      const expire = (): void => {
         if (settled) return
         settled = true
         this.#failed()
         resolve(this.#policy())
-      }, this.#timeout)
+      }
+      // Timers run before the event loop reads sockets: when the timer fires, let one poll phase
+      // read a reply that has already arrived, so a busy process does not blame Redis for its own
+      // lateness (setImmediate runs right after that poll).
+      const timer = setTimeout(() => setImmediate(expire), this.#timeout)
       const run = async (): Promise<QuotaDecision> => {
         const client = this.#client ?? (await this.#connect())
         if (client.status !== 'ready') {

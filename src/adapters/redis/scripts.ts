@@ -44,9 +44,13 @@ end
 return {grant, 0}
 `
 
-/** Pauses KEYS[1] for ARGV[1] ms, unless a longer pause is already in force. */
+/** Pauses KEYS[1] for ARGV[1] ms, unless a longer pause is in force; returns the pause left. */
 export const PAUSE_SCRIPT = `
 local left = redis.call('PTTL', KEYS[1])
-if left < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
-return 1
+local ms = tonumber(ARGV[1])
+if left < ms then
+  redis.call('SET', KEYS[1], '1', 'PX', ms)
+  return ms
+end
+return left
 `
