@@ -5,6 +5,7 @@
  */
 
 import type { HttpRequest } from '../adapters/fetch/request.js'
+import { redisQuotaStore } from '../adapters/redis/redis-quota-store.js'
 import { onSignalAbort } from '../core/abort-hub.js'
 import { CallCancellation, type Cancellation } from '../core/cancel.js'
 import { type Clock, systemClock } from '../core/clock.js'
@@ -15,6 +16,7 @@ import { type ExitHook, Exits, isJoiningExits, isRunningExits } from '../core/ex
 import { type Handler, send } from '../core/handler.js'
 import { type Random, systemRandom } from '../core/random.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
+import type { QuotaStore } from '../stages/quota/store.js'
 import { type MeshConfig, parseConfig, type ResolvedMeshConfig } from './config/config.js'
 import { Discovery, type EndpointResolver } from './discovery/discovery.js'
 import type { DnsOptions } from './discovery/dns.js'
@@ -54,6 +56,11 @@ export interface MeshOptions {
   readonly resolvers?: Readonly<Record<string, EndpointResolver>>
   /** Where and how DNS discovery asks (servers, timeout, tries). Default: the system's resolver. */
   readonly dns?: DnsOptions
+  /**
+   * The store of limits with `scope: 'global'`. Default: a Redis store made from the config's
+   * `redis` section (`redisQuotaStore`), or none.
+   */
+  readonly quotaStore?: QuotaStore
 }
 
 /** Options of {@link Mesh.close}. */
@@ -79,6 +86,8 @@ export class Mesh {
   readonly directFetch: boolean
   /** @internal */
   readonly fallbacks: MeshOptions['fallbacks']
+  /** @internal The store of global limits; a mesh that made it closes it (see MeshOptions.quotaStore). */
+  readonly quotaStore: QuotaStore | undefined
   #snapshot: Snapshot
   // The config as given; the snapshot's is this one with discovered endpoint sets in place.
   #base: ResolvedMeshConfig
@@ -98,6 +107,7 @@ export class Mesh {
   readonly #onClose: Array<() => void> = []
   readonly #onSnapshot: Array<() => void> = []
   #drained: (() => void) | undefined
+  readonly #ownedStore: QuotaStore | undefined
 
   /** @internal Use {@link createMesh}. */
   constructor(config: ResolvedMeshConfig, options: MeshOptions) {
@@ -106,6 +116,10 @@ export class Mesh {
     this.httpTransport = options.httpTransport
     this.directFetch = options.directFetch ?? true
     this.fallbacks = options.fallbacks
+    // Made once, from the first config: a later `redis` section does not reconnect (D59).
+    this.quotaStore =
+      options.quotaStore ?? (config.redis === undefined ? undefined : redisQuotaStore(config.redis))
+    this.#ownedStore = options.quotaStore === undefined ? this.quotaStore : undefined
     this.#discovery = new Discovery({
       clock: this.clock,
       random: this.random,
@@ -228,6 +242,7 @@ export class Mesh {
         })
       }
       for (const fn of this.#onClose.splice(0)) fn()
+      await this.#ownedStore?.close()
       this.#closed2 = true
       this.events.clear()
     })()

@@ -35,7 +35,7 @@ export interface QuotaLeaseOptions {
    */
   readonly tokens: number
   /** How long leased tokens stay usable; unspent ones are dropped (never over-admitted). Default 1000 ms. */
-  readonly ttl?: number
+  readonly ttl?: number | undefined
 }
 
 /** What a decision does when Redis does not answer in time, errs, or its breaker is open. */
@@ -64,7 +64,7 @@ export interface RedisQuotaStoreOptions {
     readonly halfOpenAfter?: number
   }
   /** Lease mode; default off (every decision is one round trip). */
-  readonly lease?: QuotaLeaseOptions
+  readonly lease?: QuotaLeaseOptions | undefined
   /** Loads ioredis. Default `import('ioredis')`. */
   readonly load?: () => Promise<unknown>
 }
@@ -204,7 +204,7 @@ export class RedisQuotaStore implements QuotaStore {
     if (!this.#allowRedis()) return Promise.resolve(this.#policy())
     const interval = limit.periodMs / limit.rate
     const [tokens, pause] = this.#keys(key)
-    return this.#withTimeout(async (client) => {
+    return this.#withTimeout(async (client, late) => {
       const [granted, retryAfterMs] = await (client as unknown as { meshletGcra: GcraCommand }).meshletGcra(
         tokens,
         pause,
@@ -215,7 +215,9 @@ export class RedisQuotaStore implements QuotaStore {
       )
       if (retryAfterMs > 0) return { allowed: false, retryAfterMs }
       if (lease !== undefined) {
-        lease.tokens = granted - cost
+        // A reply after the timeout (its call answered by policy) still credits its tokens, so a
+        // slow Redis does not make a lease lose them.
+        lease.tokens += late() ? granted : granted - cost
         lease.expiresAt = Date.now() + (this.#lease?.ttl ?? 0)
       }
       return ADMITTED
@@ -232,7 +234,10 @@ export class RedisQuotaStore implements QuotaStore {
     if (!this.#allowRedis()) return
     const [, pauseKey] = this.#keys(key)
     await this.#withTimeout(async (client) => {
-      const left = await (client as unknown as { meshletPause: PauseCommand }).meshletPause(pauseKey, Math.ceil(ms))
+      const left = await (client as unknown as { meshletPause: PauseCommand }).meshletPause(
+        pauseKey,
+        Math.ceil(ms),
+      )
       // A longer pause already in force (another process's) holds here too.
       const longer = Date.now() + Number(left)
       if (longer > (this.#localPauses.get(key) ?? 0)) this.#localPauses.set(key, longer)
@@ -286,7 +291,9 @@ export class RedisQuotaStore implements QuotaStore {
   }
 
   /** Runs `fn` on the client; a failure or a timeout answers by policy and counts for the breaker. */
-  #withTimeout(fn: (client: RedisClientLike) => Promise<QuotaDecision>): Promise<QuotaDecision> {
+  #withTimeout(
+    fn: (client: RedisClientLike, late: () => boolean) => Promise<QuotaDecision>,
+  ): Promise<QuotaDecision> {
     return new Promise<QuotaDecision>((resolve) => {
       let settled = false
       const expire = (): void => {
@@ -308,7 +315,7 @@ export class RedisQuotaStore implements QuotaStore {
           await this.#firstReady
           if (settled) throw new Error('redis: answered by policy meanwhile')
         }
-        return fn(client)
+        return fn(client, () => settled)
       }
       run().then(
         (decision) => {

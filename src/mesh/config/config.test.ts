@@ -50,6 +50,7 @@ describe('parseConfig', () => {
       routes: [],
       strict: false,
       meshErrors: 'reject',
+      redis: undefined,
       zone: undefined,
       services: {
         users: {
@@ -104,6 +105,7 @@ describe('parseConfig', () => {
       routes: [],
       strict: false,
       meshErrors: 'reject',
+      redis: undefined,
       zone: undefined,
       services: {
         users: {

@@ -9,6 +9,7 @@ import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import { regexProblem } from '../../stages/router/regex.js'
 import { templatePattern } from '../../stages/router/router.js'
+import { redisConfig } from './redis.js'
 import {
   array,
   boolean,
@@ -1038,6 +1039,8 @@ export const meshConfigSchema = object({
    * Default `[]`.
    */
   routes: optional(array(route), []).describe('Routing rules, first match wins.'),
+  /** The Redis that global quotas share (D59). Default none: a global limit needs it. */
+  redis: optional(redisConfig).describe('The Redis connection that global quotas share. Default none.'),
 })
 
 /** A config as users write it: most fields optional, durations as ms or strings like `'2s'`. */
