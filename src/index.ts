@@ -40,6 +40,20 @@ export {
 } from './adapters/grpc/service-config.js'
 export { GrpcStatus, type GrpcStatusName, type MeshStatus, statusOfError } from './adapters/grpc/status.js'
 export {
+  type BottleneckGroupLike,
+  type BottleneckLike,
+  type BottleneckStoreOptions,
+  bottleneckStore,
+} from './adapters/redis/bottleneck-store.js'
+export {
+  type QuotaFailurePolicy,
+  type QuotaLeaseOptions,
+  type RedisClientLike,
+  RedisQuotaStore,
+  type RedisQuotaStoreOptions,
+  redisQuotaStore,
+} from './adapters/redis/redis-quota-store.js'
+export {
   type AbortListener,
   CallCancellation,
   Cancellation,
