@@ -54,6 +54,12 @@ export {
   redisQuotaStore,
 } from './adapters/redis/redis-quota-store.js'
 export {
+  type PubSubClientLike,
+  SharedBreakers,
+  type SharedBreakersOptions,
+  sharedBreakers,
+} from './adapters/redis/shared-breakers.js'
+export {
   type AbortListener,
   CallCancellation,
   Cancellation,
