@@ -29,7 +29,8 @@ async function process(quorum: number, dest: string): Promise<CircuitBreaker> {
 }
 
 function fail(breaker: CircuitBreaker): void {
-  for (let i = 0; i < 2; i++) breaker.record(breaker.tryAcquire(Date.now()), 'failure', 1, Date.now())
+  for (let i = 0; i < 2; i++)
+    breaker.record(breaker.tryAcquire(performance.now()), 'failure', 1, performance.now())
 }
 
 async function until(check: () => boolean, ms: number): Promise<number> {
@@ -48,7 +49,7 @@ describe('fleet-wide breaker state', () => {
     const took = await until(() => b.state.kind === 'open', 1000)
     expect(b.state.kind).toBe('open')
     expect(took).toBeLessThan(100)
-    expect(b.tryAcquire(Date.now())).toBe(Permit.Denied)
+    expect(b.tryAcquire(performance.now())).toBe(Permit.Denied)
     // One prober for the fleet: the process that opened first probes; the other stays open a
     // probe window (1 s) longer, and the lease key names the prober.
     const untilOf = (x: CircuitBreaker) => (x.state.kind === 'open' ? x.state.until : 0)

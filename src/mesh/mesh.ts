@@ -118,7 +118,8 @@ export class Mesh {
     this.fallbacks = options.fallbacks
     // Made once, from the first config: a later `redis` section does not reconnect (D59).
     this.quotaStore =
-      options.quotaStore ?? (config.redis === undefined ? undefined : redisQuotaStore(config.redis))
+      options.quotaStore ??
+      (config.redis === undefined ? undefined : redisQuotaStore({ ...config.redis, clock: this.clock }))
     this.#ownedStore = options.quotaStore === undefined ? this.quotaStore : undefined
     this.#discovery = new Discovery({
       clock: this.clock,

@@ -8,6 +8,7 @@
  * meshlet's own Redis engine is {@link redisQuotaStore}; D60 says why it is not Bottleneck.
  */
 
+import { type Clock, systemClock } from '../../core/clock.js'
 import type { QuotaDecision, QuotaStore } from '../../stages/quota/store.js'
 
 /** The part of a Bottleneck limiter the store uses. */
@@ -27,6 +28,8 @@ export interface BottleneckStoreOptions {
   readonly retryAfterMs?: number | undefined
   /** Whether `close()` disconnects the limiter. Default `false`: it is the caller's. */
   readonly disconnect?: boolean | undefined
+  /** The time source of pauses. Default the system clock. */
+  readonly clock?: Clock | undefined
 }
 
 const ADMITTED: QuotaDecision = Object.freeze({ allowed: true, retryAfterMs: 0 })
@@ -48,6 +51,7 @@ export function bottleneckStore(
   options: BottleneckStoreOptions = {},
 ): QuotaStore {
   const retryAfterMs = options.retryAfterMs ?? 100
+  const clock = options.clock ?? systemClock
   const pauses = new Map<string, number>()
   const pick = (key: string): BottleneckLike =>
     'key' in limiter && typeof limiter.key === 'function' ? limiter.key(key) : (limiter as BottleneckLike)
@@ -55,8 +59,8 @@ export function bottleneckStore(
     async take(key, cost) {
       const until = pauses.get(key)
       if (until !== undefined) {
-        const left = until - Date.now()
-        if (left > 0) return { allowed: false, retryAfterMs: left }
+        const left = until - clock.now()
+        if (left > 0) return { allowed: false, retryAfterMs: Math.ceil(left) }
         pauses.delete(key)
       }
       try {
@@ -69,7 +73,7 @@ export function bottleneckStore(
     },
     async pause(key, ms) {
       if (!(ms > 0)) return
-      const until = Date.now() + ms
+      const until = clock.now() + ms
       if ((pauses.get(key) ?? 0) < until) pauses.set(key, until)
     },
     async close() {

@@ -10,6 +10,7 @@
  */
 
 import { createHash } from 'node:crypto'
+import { type Clock, systemClock, type TimerHandle } from '../../core/clock.js'
 import type { QuotaDecision, QuotaLimit, QuotaStore } from '../../stages/quota/store.js'
 import { GCRA_SCRIPT, PAUSE_SCRIPT } from './scripts.js'
 
@@ -67,6 +68,8 @@ export interface RedisQuotaStoreOptions {
   readonly lease?: QuotaLeaseOptions | undefined
   /** Loads ioredis. Default `import('ioredis')`. */
   readonly load?: () => Promise<unknown>
+  /** The time source of timeouts, the breaker, leases and local pauses. Default the system clock. */
+  readonly clock?: Clock | undefined
 }
 
 /** Tokens leased from Redis, spent in process. */
@@ -96,6 +99,7 @@ type PauseCommand = (k1: string, ms: number) => Promise<number>
 /** See the module comment; create one with {@link redisQuotaStore}. */
 export class RedisQuotaStore implements QuotaStore {
   readonly #timeout: number
+  readonly #clock: Clock
   readonly #closedPolicy: boolean
   readonly #prefix: string
   readonly #failuresToOpen: number
@@ -123,6 +127,7 @@ export class RedisQuotaStore implements QuotaStore {
       throw new TypeError('redisQuotaStore: give a url or a client')
     }
     this.#timeout = options.timeout ?? 50
+    this.#clock = options.clock ?? systemClock
     this.#closedPolicy = options.onFailure === 'closed'
     this.#prefix = options.keyPrefix ?? 'meshlet:'
     this.#failuresToOpen = options.breaker?.failures ?? 3
@@ -143,23 +148,24 @@ export class RedisQuotaStore implements QuotaStore {
   async ready(ms = this.#timeout * 20): Promise<void> {
     await this.#connect()
     if (this.#everReady) return
-    let timer: ReturnType<typeof setTimeout> | undefined
+    let timer: TimerHandle | undefined
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('redis: not ready in time')), ms)
+      timer = this.#clock.setTimer(() => reject(new Error('redis: not ready in time')), ms)
     })
     try {
       await Promise.race([this.#firstReady, late])
     } finally {
-      clearTimeout(timer)
+      if (timer !== undefined) this.#clock.clearTimer(timer)
     }
   }
 
   take(key: string, cost: number, limit: QuotaLimit): Promise<QuotaDecision> {
     if (this.#closed) return Promise.resolve(this.#policy())
-    const now = Date.now()
+    const now = this.#clock.now()
     const pausedUntil = this.#localPauses.get(key)
     if (pausedUntil !== undefined) {
-      if (pausedUntil > now) return Promise.resolve({ allowed: false, retryAfterMs: pausedUntil - now })
+      if (pausedUntil > now)
+        return Promise.resolve({ allowed: false, retryAfterMs: Math.ceil(pausedUntil - now) })
       this.#localPauses.delete(key)
     }
     if (this.#lease === undefined) return this.#decide(key, cost, cost, limit)
@@ -178,7 +184,7 @@ export class RedisQuotaStore implements QuotaStore {
       // Another caller is refilling: wait for its answer rather than make a round trip each.
       const answer = await lease.refill
       if (!answer.allowed) return answer
-      now = Date.now()
+      now = this.#clock.now()
     }
     const want = Math.max(cost, this.#lease?.tokens ?? cost)
     const refill = this.#decide(key, cost, want, limit, lease)
@@ -218,7 +224,7 @@ export class RedisQuotaStore implements QuotaStore {
         // A reply after the timeout (its call answered by policy) still credits its tokens, so a
         // slow Redis does not make a lease lose them.
         lease.tokens += late() ? granted : granted - cost
-        lease.expiresAt = Date.now() + (this.#lease?.ttl ?? 0)
+        lease.expiresAt = this.#clock.now() + (this.#lease?.ttl ?? 0)
       }
       return ADMITTED
     })
@@ -227,7 +233,7 @@ export class RedisQuotaStore implements QuotaStore {
   async pause(key: string, ms: number): Promise<void> {
     if (!(ms > 0) || this.#closed) return
     // In process at once, whatever Redis does; then for every process through Redis.
-    const until = Date.now() + ms
+    const until = this.#clock.now() + ms
     if ((this.#localPauses.get(key) ?? 0) < until) this.#localPauses.set(key, until)
     const lease = this.#leases.get(key)
     if (lease !== undefined) lease.tokens = 0
@@ -239,7 +245,7 @@ export class RedisQuotaStore implements QuotaStore {
         Math.ceil(ms),
       )
       // A longer pause already in force (another process's) holds here too.
-      const longer = Date.now() + Number(left)
+      const longer = this.#clock.now() + Number(left)
       if (longer > (this.#localPauses.get(key) ?? 0)) this.#localPauses.set(key, longer)
       return ADMITTED
     })
@@ -266,12 +272,12 @@ export class RedisQuotaStore implements QuotaStore {
 
   #policy(): QuotaDecision {
     if (!this.#closedPolicy) return FAILED_OPEN
-    return { allowed: false, retryAfterMs: Math.max(1, this.#openUntil - Date.now()) }
+    return { allowed: false, retryAfterMs: Math.max(1, Math.ceil(this.#openUntil - this.#clock.now())) }
   }
 
   #allowRedis(): boolean {
     if (this.#failures < this.#failuresToOpen) return true
-    if (this.#probing || Date.now() < this.#openUntil) return false
+    if (this.#probing || this.#clock.now() < this.#openUntil) return false
     this.#probing = true
     return true
   }
@@ -286,7 +292,7 @@ export class RedisQuotaStore implements QuotaStore {
     if (this.#probing || this.#failures >= this.#failuresToOpen) {
       this.#probing = false
       this.#failures = Math.max(this.#failures, this.#failuresToOpen)
-      this.#openUntil = Date.now() + this.#halfOpenAfter
+      this.#openUntil = this.#clock.now() + this.#halfOpenAfter
     }
   }
 
@@ -305,7 +311,7 @@ export class RedisQuotaStore implements QuotaStore {
       // Timers run before the event loop reads sockets: when the timer fires, let one poll phase
       // read a reply that has already arrived, so a busy process does not blame Redis for its own
       // lateness (setImmediate runs right after that poll).
-      const timer = setTimeout(() => setImmediate(expire), this.#timeout)
+      const timer = this.#clock.setTimer(() => setImmediate(expire), this.#timeout)
       const run = async (): Promise<QuotaDecision> => {
         const client = this.#client ?? (await this.#connect())
         if (client.status !== 'ready') {
@@ -321,14 +327,14 @@ export class RedisQuotaStore implements QuotaStore {
         (decision) => {
           if (settled) return
           settled = true
-          clearTimeout(timer)
+          this.#clock.clearTimer(timer)
           this.#succeeded()
           resolve(decision)
         },
         () => {
           if (settled) return
           settled = true
-          clearTimeout(timer)
+          this.#clock.clearTimer(timer)
           this.#failed()
           resolve(this.#policy())
         },

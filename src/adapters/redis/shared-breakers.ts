@@ -10,6 +10,7 @@
  */
 
 import { randomUUID } from 'node:crypto'
+import { type Clock, systemClock } from '../../core/clock.js'
 import type { CircuitBreaker } from '../../stages/circuit-breaker/breaker.js'
 
 /** The part of an ioredis client used here (`Redis`); a subscriber needs its own connection. */
@@ -38,8 +39,8 @@ export interface SharedBreakersOptions {
   readonly keyPrefix?: string | undefined
   /** This process's id in messages. Default a random UUID. */
   readonly processId?: string | undefined
-  /** The clock of the attached breakers (ms). Default `Date.now`. */
-  readonly now?: (() => number) | undefined
+  /** The clock of the attached breakers: the mesh's (`mesh.clock`). Default the system clock. */
+  readonly clock?: Clock | undefined
   /** Loads ioredis. Default `import('ioredis')`. */
   readonly load?: (() => Promise<unknown>) | undefined
 }
@@ -77,7 +78,8 @@ export class SharedBreakers {
     this.#quorum = options.quorum ?? 1
     this.#window = options.probeWindow ?? 1000
     this.#prefix = options.keyPrefix ?? 'meshlet:'
-    this.#now = options.now ?? Date.now
+    const clock = options.clock ?? systemClock
+    this.#now = () => clock.now()
   }
 
   /** Resolves once subscribed to every attached destination's channel. */
@@ -136,7 +138,7 @@ export class SharedBreakers {
             `${this.#prefix}probe:{${destination}}`,
             this.#id,
             'PX',
-            Math.max(1, remaining + this.#window),
+            Math.max(1, Math.ceil(remaining + this.#window)),
             'NX',
           ),
         )
