@@ -50,6 +50,26 @@ export {
 } from './adapters/identity/jwt-verifier.js'
 export type { TokenProvider } from './adapters/identity/token-provider.js'
 export {
+  type BottleneckGroupLike,
+  type BottleneckLike,
+  type BottleneckStoreOptions,
+  bottleneckStore,
+} from './adapters/redis/bottleneck-store.js'
+export {
+  type QuotaFailurePolicy,
+  type QuotaLeaseOptions,
+  type RedisClientLike,
+  RedisQuotaStore,
+  type RedisQuotaStoreOptions,
+  redisQuotaStore,
+} from './adapters/redis/redis-quota-store.js'
+export {
+  type PubSubClientLike,
+  SharedBreakers,
+  type SharedBreakersOptions,
+  sharedBreakers,
+} from './adapters/redis/shared-breakers.js'
+export {
   type AbortListener,
   CallCancellation,
   Cancellation,

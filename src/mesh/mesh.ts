@@ -6,6 +6,7 @@
 
 import type { HttpRequest } from '../adapters/fetch/request.js'
 import { fileTokenProvider, type TokenProvider, TokenSource } from '../adapters/identity/token-provider.js'
+import { redisQuotaStore } from '../adapters/redis/redis-quota-store.js'
 import { onSignalAbort } from '../core/abort-hub.js'
 import { CallCancellation, type Cancellation } from '../core/cancel.js'
 import { type Clock, systemClock } from '../core/clock.js'
@@ -67,9 +68,10 @@ export interface MeshOptions {
    */
   readonly tokens?: Readonly<Record<string, TokenProvider>>
   /**
-   * The shared store of limits with `scope: 'global'` (the Redis store; docs/quota.md). A config
-   * with a global limit and no store is refused (`CONFIG_INVALID`). Closed by {@link Mesh.close}.
-   * Default none.
+   * The shared store of limits with `scope: 'global'` (docs/quota.md). Default: a Redis store
+   * made from the config's `redis` section (`redisQuotaStore`), or none. A config with a global
+   * limit and no store is refused (`CONFIG_INVALID`). A store given here is the caller's to
+   * close (several meshes may share it); one the mesh made is closed by {@link Mesh.close}.
    */
   readonly quotaStore?: QuotaStore
 }
@@ -102,7 +104,8 @@ export class Mesh {
   #tokens = new Map<string, TokenSource>()
   /** @internal The limiters and throttles of the services and routes (src/mesh/quota.ts). */
   readonly quota: QuotaRegistry
-  readonly #quotaStore: QuotaStore | undefined
+  /** @internal The store of global limits (see MeshOptions.quotaStore). */
+  readonly quotaStore: QuotaStore | undefined
   #snapshot: Snapshot
   // The config as given; the snapshot's is this one with discovered endpoint sets in place.
   #base: ResolvedMeshConfig
@@ -122,6 +125,7 @@ export class Mesh {
   readonly #onClose: Array<() => void> = []
   readonly #onSnapshot: Array<() => void> = []
   #drained: (() => void) | undefined
+  readonly #ownedStore: QuotaStore | undefined
 
   /** @internal Use {@link createMesh}. */
   constructor(config: ResolvedMeshConfig, options: MeshOptions) {
@@ -130,11 +134,16 @@ export class Mesh {
     this.httpTransport = options.httpTransport
     this.directFetch = options.directFetch ?? true
     this.fallbacks = options.fallbacks
-    checkQuotaStore(config, options.quotaStore)
+    // Made once, from the first config: a later `redis` section does not reconnect (D59).
+    const store =
+      options.quotaStore ??
+      (config.redis === undefined ? undefined : redisQuotaStore({ ...config.redis, clock: this.clock }))
+    checkQuotaStore(config, store)
     this.#tokenProviders = options.tokens
     this.#tokens = this.#tokenSources(config, true)
-    this.#quotaStore = options.quotaStore
-    this.quota = new QuotaRegistry(this.clock, options.quotaStore)
+    this.quotaStore = store
+    this.#ownedStore = options.quotaStore === undefined ? store : undefined
+    this.quota = new QuotaRegistry(this.clock, store)
     this.#discovery = new Discovery({
       clock: this.clock,
       random: this.random,
@@ -304,7 +313,7 @@ export class Mesh {
     if (this.#closed) throw new MeshClosedError()
     const resolved = parseConfig(config)
     this.#discovery.check(resolved)
-    checkQuotaStore(resolved, this.#quotaStore)
+    checkQuotaStore(resolved, this.quotaStore)
     const tokens = this.#tokenSources(resolved)
     this.#tokens = tokens
     this.#base = resolved
@@ -344,7 +353,7 @@ export class Mesh {
       for (const fn of this.#onClose.splice(0)) fn()
       for (const tokens of this.#tokens.values()) tokens.close()
       try {
-        await this.#quotaStore?.close()
+        await this.#ownedStore?.close()
       } catch {
         // A store that fails to close must not fail the mesh's close: its calls are over.
       }

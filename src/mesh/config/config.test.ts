@@ -50,6 +50,7 @@ describe('parseConfig', () => {
       routes: [],
       strict: false,
       meshErrors: 'reject',
+      redis: undefined,
       zone: undefined,
       services: {
         users: {
@@ -108,6 +109,7 @@ describe('parseConfig', () => {
       routes: [],
       strict: false,
       meshErrors: 'reject',
+      redis: undefined,
       zone: undefined,
       services: {
         users: {

@@ -11,6 +11,7 @@ import { regexProblem } from '../../stages/router/regex.js'
 import { templatePattern } from '../../stages/router/router.js'
 import { serviceAuth } from './auth.js'
 import { adaptiveThrottling, checkQuotaKeys, rateLimit } from './quota.js'
+import { redisConfig } from './redis.js'
 import {
   array,
   boolean,
@@ -1053,6 +1054,8 @@ export const meshConfigSchema = object({
    * Default `[]`.
    */
   routes: optional(array(route), []).describe('Routing rules, first match wins.'),
+  /** The Redis that global quotas share (D59). Default none: a global limit needs it. */
+  redis: optional(redisConfig).describe('The Redis connection that global quotas share. Default none.'),
 })
 
 /** A config as users write it: most fields optional, durations as ms or strings like `'2s'`. */
