@@ -91,19 +91,18 @@ describe('compileRegex: RE2 syntax, full matches', () => {
       /compiles to 400\d\d RE2 instructions, over the 32768/,
     )
     // Far over (a million instructions, about a second to compile): refused from the text.
-    const start = performance.now()
-    expect(regexProblem('[a-z]{1000}'.repeat(1000))).toMatch(/expands to about \d+ RE2 instructions/)
-    expect(performance.now() - start).toBeLessThan(50)
+    // Best of five: one loaded moment of the machine must not fail a bound set 20x above it.
+    const far = fastest(() => regexProblem('[a-z]{1000}'.repeat(1000)))
+    expect(far.result).toMatch(/expands to about \d+ RE2 instructions/)
+    expect(far.ms).toBeLessThan(50)
     expect(regexProblem('a'.repeat(MAX_PATTERN_LENGTH + 1))).toMatch(/32769 characters is over 32768/)
   })
 
   it('refuses more than 256 Unicode class escapes, each costly to build, before compiling', () => {
     expect(regexProblem('\\pL'.repeat(MAX_UNICODE_CLASSES))).toBeUndefined()
-    const start = performance.now()
-    expect(regexProblem(`(?i)${'\\pL'.repeat(20_000)}`.slice(0, MAX_PATTERN_LENGTH))).toMatch(
-      /Unicode class escapes .* over the 256 allowed/,
-    )
-    expect(performance.now() - start).toBeLessThan(50)
+    const many = fastest(() => regexProblem(`(?i)${'\\pL'.repeat(20_000)}`.slice(0, MAX_PATTERN_LENGTH)))
+    expect(many.result).toMatch(/Unicode class escapes .* over the 256 allowed/)
+    expect(many.ms).toBeLessThan(50)
   })
 
   it('matches (a+)+b against a 100 KB value in under 10 ms, either way, and correctly', () => {
