@@ -327,7 +327,8 @@ export function bodyOnGetError(): TypeError {
  * would (with its length; replayed on a 307), and is not retried. Its own dispatcher is kept
  * where undici lets it be read (Node 20). `propagateDeadline` (default `true`) says whether the
  * transport sends the time left to the upstream; `target` (from {@link parseTarget}) gives the
- * URL fetch would report and the scheme. Throws fetch's `TypeError` for a body on `GET`/`HEAD`.
+ * URL fetch would report and the scheme; `authority` (default none) the `Host` to send instead
+ * of the endpoint's. Throws fetch's `TypeError` for a body on `GET`/`HEAD`.
  */
 export function toHttpRequest(
   service: string,
@@ -336,11 +337,12 @@ export function toHttpRequest(
   init: RequestInit | undefined,
   propagateDeadline = true,
   target?: Target,
+  authority?: string,
 ): HttpRequest {
   let options: RequestInit
   let signal: AbortSignal | undefined
   let request: Request | undefined
-  if (!(input instanceof Request)) {
+  if (typeof input === 'string' || !(input instanceof Request)) {
     if (init === undefined) {
       options = NO_INIT
     } else {
@@ -396,6 +398,8 @@ export function toHttpRequest(
     propagateDeadline,
     url: target?.href,
     secure: target?.secure,
+    // Always present (one object shape for every call, D61), `undefined` for the endpoint's own.
+    authority,
     request,
   }
 }
