@@ -182,14 +182,11 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
         // with them silently dropped.
         if (target.credentials) return Promise.reject(credentialsError(input))
         const config = own.config
-        const req = request(
-          own.name,
-          target,
-          input,
-          init,
-          config.propagateDeadline !== false,
-          config.authority,
-        )
+        const propagate = config.propagateDeadline !== false
+        const req =
+          typeof input === 'string'
+            ? toHttpRequest(own.name, target.path, input, init, propagate, target, config.authority)
+            : request(own.name, target, input, init, propagate, config.authority)
         const signal = req.signal
         if (signal?.aborted) return abortedCall(input, target, init, signal.reason)
         call = send(own, undefined, -1, req, snapshot)
@@ -198,9 +195,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
         if (routedCall === undefined) return passThrough(input, init)
         call = routedCall
       }
-      return snapshot.config.meshErrors === 'respond'
-        ? call.then(undefined, answerAsEnvoy(target.href))
-        : call
+      return snapshot.respond ? call.then(undefined, answerAsEnvoy(target.href)) : call
     } catch (error) {
       return Promise.reject(error)
     }
