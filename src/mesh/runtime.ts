@@ -100,6 +100,8 @@ export class ServiceRuntime {
 export interface Snapshot {
   readonly config: ResolvedMeshConfig
   readonly strict: boolean
+  /** Whether `meshErrors` is `'respond'`: read once here, not from the config per call (D61). */
+  readonly respond: boolean
   /** Services by lower-case name. */
   readonly services: ReadonlyMap<string, ServiceRuntime>
   /**
@@ -384,6 +386,7 @@ export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool, even
   return {
     config,
     strict: config.strict,
+    respond: config.meshErrors === 'respond',
     services,
     hosts,
     destinations,

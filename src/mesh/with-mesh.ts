@@ -184,10 +184,14 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
    */
   const meshFetch = function meshFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
     let target: Target | undefined
-    try {
-      target = parseTarget(urlOf(input))
-    } catch (error) {
-      return Promise.reject(error) // fetch's own conversion failed (a Symbol, a throwing toString)
+    // A string is read without conversion, and parseTarget never throws (D61: no guard needed).
+    if (typeof input === 'string') target = parseTarget(input)
+    else {
+      try {
+        target = parseTarget(urlOf(input))
+      } catch (error) {
+        return Promise.reject(error) // fetch's own conversion failed (a Symbol, a throwing toString)
+      }
     }
     if (target === undefined) return passThrough(input, init)
     try {
@@ -202,23 +206,21 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
         // Claimed by the mesh: a URL with credentials is refused as fetch refuses it, never sent
         // with them silently dropped.
         if (target.credentials) return Promise.reject(credentialsError(input))
-        const req = request(own.name, target, input, init, own.config.propagateDeadline !== false)
-        if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
-        call = send(
-          own,
-          undefined,
-          -1,
-          own.config.authority === undefined ? req : { ...req, authority: own.config.authority },
-          snapshot,
-        )
+        const config = own.config
+        const propagate = config.propagateDeadline !== false
+        const req =
+          typeof input === 'string'
+            ? toHttpRequest(own.name, target.path, input, init, propagate, target, config.authority)
+            : request(own.name, target, input, init, propagate, config.authority)
+        const signal = req.signal
+        if (signal?.aborted) return abortedCall(input, target, init, signal.reason)
+        call = send(own, undefined, -1, req, snapshot)
       } else {
         const routedCall = routed(target, own, snapshot, input, init)
         if (routedCall === undefined) return passThrough(input, init)
         call = routedCall
       }
-      return snapshot.config.meshErrors === 'respond'
-        ? call.then(undefined, answerAsEnvoy(target.href))
-        : call
+      return snapshot.respond ? call.then(undefined, answerAsEnvoy(target.href)) : call
     } catch (error) {
       return Promise.reject(error)
     }
@@ -243,7 +245,14 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
   ): Promise<Response> | undefined => {
     // A call by one of the service's aliases (`hosts`) is routed as a call by its name.
     const host = own === undefined ? target.host : own.host
-    const req = request(own?.name ?? host, target, input, init, own?.config.propagateDeadline !== false)
+    const req = request(
+      own?.name ?? host,
+      target,
+      input,
+      init,
+      own?.config.propagateDeadline !== false,
+      own?.config.authority,
+    )
     const decision = snapshot.router.route(httpRouteView(host, req), m.random)
     if (decision === undefined) {
       if (own === undefined || own.config.protocol !== 'http') {
@@ -252,13 +261,7 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
       }
       if (target.credentials) return Promise.reject(credentialsError(input))
       if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
-      return send(
-        own,
-        undefined,
-        -1,
-        own.config.authority === undefined ? req : { ...req, authority: own.config.authority },
-        snapshot,
-      )
+      return send(own, undefined, -1, req, snapshot)
     }
     if (target.credentials) return Promise.reject(credentialsError(input))
     if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
@@ -308,10 +311,11 @@ function request(
   input: string | URL | Request,
   init: RequestInit | undefined,
   propagateDeadline: boolean,
+  authority?: string,
 ): HttpRequest {
   const given =
     typeof input === 'string' || input instanceof URL || input instanceof Request ? input : urlOf(input)
-  return toHttpRequest(service, target.path, given, init, propagateDeadline, target)
+  return toHttpRequest(service, target.path, given, init, propagateDeadline, target, authority)
 }
 
 /** fetch's refusal of a URL with a user name or password, word for word. */

@@ -97,13 +97,18 @@ const CLASSES = (() => {
  */
 export function parseTarget(url: string): Target | undefined {
   const fast = fastTarget(url)
-  return fast === undefined ? slowTarget(url) : fast === null ? undefined : fast
+  return fast === undefined ? slowTarget(url) : fast
 }
 
+// The loops of fastTarget test a lower-case letter (the common character of hosts and paths,
+// in every class) by range before the table: cheaper per character than the table's bounds-
+// checked load (D61).
+
 /** The fast path of {@link parseTarget}: `undefined` when only the parser can tell. */
-function fastTarget(url: string): Target | null | undefined {
+function fastTarget(url: string): Target | undefined {
   const start = schemeEnd(url)
   if (start < 0) return undefined
+  const classes = CLASSES
   const length = url.length
   let i = start
   let labelStart = start
@@ -111,7 +116,11 @@ function fastTarget(url: string): Target | null | undefined {
   // The host: at least one character, the last label checked below.
   for (let previous = 0; i < length; i++) {
     const c = url.charCodeAt(i)
-    if (c >= 128 || (CLASSES[c]! & HOST) === 0) break
+    if (c >= 97 && c <= 122) {
+      previous = c
+      continue
+    }
+    if (c >= 128 || (classes[c]! & HOST) === 0) break
     if (c === 46 /* . */) labelStart = i + 1
     else if (c === 45 /* - */ && previous === 45) dashes = true
     previous = c
@@ -154,10 +163,11 @@ function fastTarget(url: string): Target | null | undefined {
   // The path: a `.` or `%2e` segment is resolved by the parser, so any `/.` or `/%` is left to it.
   for (; i < length; i++) {
     const c = url.charCodeAt(i)
+    if (c >= 97 && c <= 122) continue
     if (c === 47 /* / */) {
       const next = url.charCodeAt(i + 1)
       if (next === 46 || next === 37) return undefined
-    } else if (c >= 128 || (CLASSES[c]! & PATH) === 0) {
+    } else if (c >= 128 || (classes[c]! & PATH) === 0) {
       break
     }
   }
@@ -166,7 +176,8 @@ function fastTarget(url: string): Target | null | undefined {
     query = i
     for (i++; i < length; i++) {
       const c = url.charCodeAt(i)
-      if (c >= 128 || (CLASSES[c]! & QUERY) === 0) break
+      if (c >= 97 && c <= 122) continue
+      if (c >= 128 || (classes[c]! & QUERY) === 0) break
     }
   }
   if (i < length) {
@@ -327,7 +338,8 @@ export function bodyOnGetError(): TypeError {
  * would (with its length; replayed on a 307), and is not retried. Its own dispatcher is kept
  * where undici lets it be read (Node 20). `propagateDeadline` (default `true`) says whether the
  * transport sends the time left to the upstream; `target` (from {@link parseTarget}) gives the
- * URL fetch would report and the scheme. Throws fetch's `TypeError` for a body on `GET`/`HEAD`.
+ * URL fetch would report and the scheme; `authority` (default none) the `Host` to send instead
+ * of the endpoint's. Throws fetch's `TypeError` for a body on `GET`/`HEAD`.
  */
 export function toHttpRequest(
   service: string,
@@ -336,11 +348,12 @@ export function toHttpRequest(
   init: RequestInit | undefined,
   propagateDeadline = true,
   target?: Target,
+  authority?: string,
 ): HttpRequest {
   let options: RequestInit
   let signal: AbortSignal | undefined
   let request: Request | undefined
-  if (!(input instanceof Request)) {
+  if (typeof input === 'string' || !(input instanceof Request)) {
     if (init === undefined) {
       options = NO_INIT
     } else {
@@ -396,6 +409,8 @@ export function toHttpRequest(
     propagateDeadline,
     url: target?.href,
     secure: target?.secure,
+    // Always present (one object shape for every call, D61), `undefined` for the endpoint's own.
+    authority,
     request,
   }
 }
