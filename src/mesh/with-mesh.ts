@@ -29,6 +29,7 @@ import type { Handler, Middleware } from '../core/handler.js'
 import { handlerProbe, type Probe } from '../stages/balancer/health-check.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { fault } from '../stages/fault/fault.js'
+import { egressDenial } from '../stages/policy/egress.js'
 import type { MeshConfig, ResolvedRoute, ResolvedServiceConfig } from './config/config.js'
 import { createMesh, isMesh, type Mesh } from './mesh.js'
 import { effectiveConfig } from './route-policy.js'
@@ -178,6 +179,17 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
         // with them silently dropped.
         if (target.credentials) return Promise.reject(credentialsError(input))
         const req = request(own.name, target, input, init, own.config.propagateDeadline !== false)
+        if (snapshot.egress !== undefined) {
+          // access policy: before routing, quota and the network (stack.ts's order).
+          const denied = egressDenial(
+            snapshot.egress,
+            own.name,
+            req.method,
+            req.path,
+            httpRouteView(own.name, req).header,
+          )
+          if (denied) return Promise.reject(denied)
+        }
         if (req.signal?.aborted) return abortedCall(input, target, init, req.signal.reason)
         call = send(
           own,
@@ -219,7 +231,16 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
     // A call by one of the service's aliases (`hosts`) is routed as a call by its name.
     const host = own === undefined ? target.host : own.host
     const req = request(own?.name ?? host, target, input, init, own?.config.propagateDeadline !== false)
-    const decision = snapshot.router.route(httpRouteView(host, req), m.random)
+    const view = httpRouteView(host, req)
+    const decision = snapshot.router.route(view, m.random)
+    if (snapshot.egress !== undefined && (decision !== undefined || own?.config.protocol === 'http')) {
+      // access policy: on the requested service (the host, not the destination the route picked),
+      // for every call the mesh claims, before quota, faults, retries and the network. The route
+      // lookup before it is pure (no state, nothing spent); a host the mesh does not claim passes
+      // through untouched as before (`strict` governs those).
+      const denied = egressDenial(snapshot.egress, own?.name ?? host, req.method, req.path, view.header)
+      if (denied) return Promise.reject(denied)
+    }
     if (decision === undefined) {
       if (own === undefined || own.config.protocol !== 'http') {
         if (snapshot.strict) return Promise.reject(new UnknownServiceError(host))

@@ -9,6 +9,7 @@ import { GRPC_FAILURE_STATUSES } from '../../adapters/grpc/status.js'
 import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import { regexProblem } from '../../stages/router/regex.js'
 import { templatePattern } from '../../stages/router/router.js'
+import { egressPolicySchema } from './policy.js'
 import {
   array,
   boolean,
@@ -1012,6 +1013,8 @@ export const meshConfigSchema = object({
    * Whether a host naming no configured service is refused; `false` lets it pass through
    * untouched. Default `false`.
    */
+  /** Egress access policies (Istio AuthorizationPolicy shape, see config/policy.ts). Default none. */
+  egress: egressPolicySchema,
   strict: optional(boolean(), false).describe(
     'Whether a host naming no configured service is refused (false: it passes through untouched).',
   ),

@@ -136,6 +136,9 @@ export class PolicyError extends Error {
 }
 
 type Pred = (r: AccessRequest) => boolean
+
+/** An own key holding a value (parsed config carries absent optional keys as undefined). */
+const has = (o: Record<string, unknown>, k: string): boolean => Object.hasOwn(o, k) && o[k] !== undefined
 type StrMatch = (value: string) => boolean
 
 const ALWAYS: Pred = () => true
@@ -263,7 +266,7 @@ function compileSource(src: unknown, path: string, needs: Needs): Pred {
     read: (r: AccessRequest) => string | undefined,
     norm?: (s: string) => string,
   ) => {
-    if (!Object.hasOwn(s, key)) return
+    if (!has(s, key)) return
     preds.push(field(list(s[key], `${path}.${key}`), negate, read, false, norm))
   }
   add('principals', false, principalOf, stripSpiffe)
@@ -272,9 +275,9 @@ function compileSource(src: unknown, path: string, needs: Needs): Pred {
   add('notNamespaces', true, nsOf)
   add('requestPrincipals', false, (r) => r.requestPrincipal)
   add('notRequestPrincipals', true, (r) => r.requestPrincipal)
-  if (['principals', 'notPrincipals', 'namespaces', 'notNamespaces'].some((k) => Object.hasOwn(s, k)))
+  if (['principals', 'notPrincipals', 'namespaces', 'notNamespaces'].some((k) => has(s, k)))
     needs.principal = true
-  if (Object.hasOwn(s, 'requestPrincipals') || Object.hasOwn(s, 'notRequestPrincipals')) needs.token = true
+  if (has(s, 'requestPrincipals') || has(s, 'notRequestPrincipals')) needs.token = true
   return allOf(preds)
 }
 
@@ -287,7 +290,7 @@ function compileOperation(op: unknown, path: string): Pred {
     read: (r: AccessRequest) => string | undefined,
     caseless = false,
   ) => {
-    if (!Object.hasOwn(o, key)) return
+    if (!has(o, key)) return
     preds.push(field(list(o[key], `${path}.${key}`), negate, read, caseless))
   }
   add('methods', false, (r) => r.method)
@@ -319,8 +322,8 @@ function compileCondition(cond: unknown, path: string, needs: Needs): Pred {
   const c = checkKeys(cond, new Set(['key', 'values', 'notValues']), path)
   if (typeof c.key !== 'string') throw new PolicyError(`${path}.key`, 'must be a string')
   const key = c.key
-  const values = Object.hasOwn(c, 'values') ? list(c.values, `${path}.values`) : undefined
-  const notValues = Object.hasOwn(c, 'notValues') ? list(c.notValues, `${path}.notValues`) : undefined
+  const values = has(c, 'values') ? list(c.values, `${path}.values`) : undefined
+  const notValues = has(c, 'notValues') ? list(c.notValues, `${path}.notValues`) : undefined
   if (values === undefined && notValues === undefined)
     throw new PolicyError(path, 'needs values or notValues (as Istio)')
   let read: (r: AccessRequest) => unknown
@@ -378,7 +381,7 @@ function compileCondition(cond: unknown, path: string, needs: Needs): Pred {
 function compileRule(rule: unknown, path: string, needs: Needs): Pred {
   const r = checkKeys(rule, new Set(['from', 'to', 'when']), path)
   const parts: Pred[] = []
-  if (Object.hasOwn(r, 'from')) {
+  if (has(r, 'from')) {
     if (!Array.isArray(r.from)) throw new PolicyError(`${path}.from`, 'must be an array')
     parts.push(
       anyOf(
@@ -390,7 +393,7 @@ function compileRule(rule: unknown, path: string, needs: Needs): Pred {
       ),
     )
   }
-  if (Object.hasOwn(r, 'to')) {
+  if (has(r, 'to')) {
     if (!Array.isArray(r.to)) throw new PolicyError(`${path}.to`, 'must be an array')
     parts.push(
       anyOf(
@@ -402,7 +405,7 @@ function compileRule(rule: unknown, path: string, needs: Needs): Pred {
       ),
     )
   }
-  if (Object.hasOwn(r, 'when')) {
+  if (has(r, 'when')) {
     if (!Array.isArray(r.when)) throw new PolicyError(`${path}.when`, 'must be an array')
     parts.push(allOf(r.when.map((c: unknown, i) => compileCondition(c, `${path}.when[${i}]`, needs))))
   }
@@ -428,13 +431,13 @@ export function compilePolicies(policies: readonly AccessPolicy[], path = 'polic
   policies.forEach((policy: unknown, pi) => {
     const p = `${path}[${pi}]`
     const pol = checkKeys(policy, new Set(['name', 'action', 'rules']), p)
-    if (Object.hasOwn(pol, 'name') && (typeof pol.name !== 'string' || pol.name.length > 256))
+    if (has(pol, 'name') && (typeof pol.name !== 'string' || pol.name.length > 256))
       throw new PolicyError(`${p}.name`, 'must be a string of at most 256 characters')
     const name = typeof pol.name === 'string' ? pol.name : `policy-${pi}`
-    const action = Object.hasOwn(pol, 'action') ? pol.action : 'ALLOW'
+    const action = has(pol, 'action') ? pol.action : 'ALLOW'
     if (action !== 'ALLOW' && action !== 'DENY' && action !== 'AUDIT')
       throw new PolicyError(`${p}.action`, 'must be ALLOW, DENY or AUDIT (CUSTOM is not supported)')
-    const rules = Object.hasOwn(pol, 'rules') ? pol.rules : []
+    const rules = has(pol, 'rules') ? pol.rules : []
     if (!Array.isArray(rules)) throw new PolicyError(`${p}.rules`, 'must be an array')
     if (action === 'ALLOW') allowPolicies++
     rules.forEach((rule: unknown, ri) => {
