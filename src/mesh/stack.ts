@@ -9,7 +9,9 @@
  * The order, outermost first: fallback, fault (call scope), deadline, bulkhead, retry, hedge,
  * circuit breaker, fault (attempt scope), balancer (outlier detection and per-endpoint limits
  * inside it), attempt timeout, transport. Telemetry, access policy and quota, which come later,
- * go before the fallback, in that order.
+ * go before the fallback, in that order. The egress access policy runs in `withMesh` (fetch and
+ * gRPC) before any stage of this stack: refuse early, before quota, retry budget or a connection
+ * is spent, on the service the caller named (stages/policy/egress.ts).
  */
 import type { Events } from '../core/events.js'
 import { chain, type Handler, type Middleware } from '../core/handler.js'
