@@ -191,9 +191,9 @@ function field(
   negate: boolean,
   read: (r: AccessRequest) => string | undefined,
   caseless = false,
-  normalise: (s: string) => string = (s) => s,
+  expand: (s: string) => string[] = (s) => [s],
 ): Pred {
-  const ms = values.map((v) => istioStringMatcher(normalise(v), caseless))
+  const ms = values.flatMap((v) => expand(v).map((e) => istioStringMatcher(e, caseless)))
   const n = ms.length
   const any = (v: string): boolean => {
     for (let i = 0; i < n; i++) if ((ms[i] as StrMatch)(v)) return true
@@ -230,7 +230,14 @@ function anyOf(preds: Pred[]): Pred {
   }
 }
 
-const principalOf = (r: AccessRequest) => (r.principal === undefined ? undefined : stripSpiffe(r.principal))
+// The peer's principal is read as given and each pattern matches it with and without
+// `spiffe://` (built once here), so a decision does not slice the principal per call.
+const principalOf = (r: AccessRequest) => r.principal
+/** A principal pattern in both forms: bare and `spiffe://` (a `*`-led pattern needs one). */
+const principalForms = (pattern: string): string[] => {
+  const bare = stripSpiffe(pattern)
+  return bare.startsWith('*') ? [bare] : [bare, `spiffe://${bare}`]
+}
 const nsOf = (r: AccessRequest) => namespaceOf(r.principal)
 
 const SOURCE_KEYS = new Set([
@@ -264,13 +271,13 @@ function compileSource(src: unknown, path: string, needs: Needs): Pred {
     key: string,
     negate: boolean,
     read: (r: AccessRequest) => string | undefined,
-    norm?: (s: string) => string,
+    norm?: (s: string) => string[],
   ) => {
     if (!has(s, key)) return
     preds.push(field(list(s[key], `${path}.${key}`), negate, read, false, norm))
   }
-  add('principals', false, principalOf, stripSpiffe)
-  add('notPrincipals', true, principalOf, stripSpiffe)
+  add('principals', false, principalOf, principalForms)
+  add('notPrincipals', true, principalOf, principalForms)
   add('namespaces', false, nsOf)
   add('notNamespaces', true, nsOf)
   add('requestPrincipals', false, (r) => r.requestPrincipal)
@@ -357,9 +364,9 @@ function compileCondition(cond: unknown, path: string, needs: Needs): Pred {
       `${JSON.stringify(key.slice(0, 100))} is not a supported condition key`,
     )
   }
-  const norm = key === 'source.principal' ? stripSpiffe : (s: string) => s
-  const pos = values?.map((v) => istioStringMatcher(norm(v)))
-  const neg = notValues?.map((v) => istioStringMatcher(norm(v)))
+  const forms = key === 'source.principal' ? principalForms : (s: string) => [s]
+  const pos = values?.flatMap((v) => forms(v).map((f) => istioStringMatcher(f)))
+  const neg = notValues?.flatMap((v) => forms(v).map((f) => istioStringMatcher(f)))
   const hits = (ms: StrMatch[], v: unknown): boolean => {
     if (typeof v === 'string') {
       for (const m of ms) if (m(v)) return true
