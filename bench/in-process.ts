@@ -18,6 +18,7 @@ import {
 import OpossumBreaker from 'opossum'
 import pRetry from 'p-retry'
 import type { Handler, HttpRequest, MeshConfig, Middleware } from '../src/index.js'
+import { compilePolicies } from '../src/stages/policy/policy.js'
 import { cockatielWrap, type Meshlet } from './lib.js'
 import { pRetryStage } from './p-retry-stage.js'
 
@@ -206,6 +207,27 @@ export function inProcessTasks(lib: Meshlet): { tasks: InProcessTask[]; close: (
   const opossumOff = new OpossumBreaker(runIt, { timeout: false })
   const opossumDefault = new OpossumBreaker(runIt)
 
+  // The per-call cost of the policy check that the egress stage and the inbound guard run (D54).
+  const accessPolicy = compilePolicies([
+    { name: 'deny', action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] },
+    {
+      name: 'allow',
+      rules: [
+        {
+          from: [{ source: { principals: ['cluster.local/ns/a/sa/x'] } }],
+          to: [{ operation: { methods: ['GET'] } }],
+        },
+        { to: [{ operation: { hosts: ['users'], methods: ['GET', 'POST'], paths: ['/api/*'] } }] },
+      ],
+    },
+  ])
+  const POLICY_REQ = {
+    method: 'GET',
+    path: '/api/users/42',
+    host: 'users',
+    principal: 'spiffe://cluster.local/ns/b/sa/y',
+  }
+
   const tasks: InProcessTask[] = [
     { id: 'bare', name: 'bare call (the no-op itself)', call: bareCall },
     { id: 'mesh-default', name: 'meshlet withMesh, default stack', call: () => meshDefault(URL_) },
@@ -251,6 +273,11 @@ export function inProcessTasks(lib: Meshlet): { tasks: InProcessTask[]; close: (
       call: async () => (await meshDirectOff(URL_, viaDispatcher)).arrayBuffer(),
     },
     { id: 'ctx', name: 'stage baseline: root context + no-op', call: () => contextOnly(REQ, rootContext()) },
+    {
+      id: 'policy-check',
+      name: 'access policy check: DENY + 2 ALLOW rules, the last matching (D54)',
+      call: async () => accessPolicy.evaluate(POLICY_REQ),
+    },
     {
       id: 'stage-deadline',
       name: 'stage alone: deadline 15 s',

@@ -79,6 +79,7 @@ export {
 export { type Clock, systemClock, type TimerHandle } from './core/clock.js'
 export { Context, type ContextInit, type ContextKey, createContextKey } from './core/context.js'
 export {
+  AccessDeniedError,
   BulkheadFullError,
   CircuitOpenError,
   ConfigInvalidError,

@@ -303,3 +303,27 @@ export class RateLimitedError extends MeshError {
     this.retryAfter = retryAfter
   }
 }
+
+/**
+ * An access policy refused the call (`ACCESS_DENIED`; gRPC `PERMISSION_DENIED`, HTTP 403 with
+ * `meshErrors: 'respond'`). `policy` and `rule` name the deciding rule (`rule` -1: no ALLOW rule
+ * matched). Never retried: nothing was sent.
+ */
+export class AccessDeniedError extends MeshError {
+  /** The deciding policy's name, or `''` when no ALLOW rule matched. */
+  readonly policy: string
+  /** The deciding rule's index, or -1. */
+  readonly rule: number
+  constructor(service: string, policy: string, rule: number) {
+    super(
+      'ACCESS_DENIED',
+      rule < 0
+        ? `${service}: access denied (no egress ALLOW rule matched)`
+        : `${service}: access denied by egress policy ${policy} rule ${rule}`,
+      { service },
+    )
+    this.name = 'AccessDeniedError'
+    this.policy = policy
+    this.rule = rule
+  }
+}

@@ -20,6 +20,7 @@ import {
 } from '../stages/balancer/strategies.js'
 import { bulkhead } from '../stages/bulkhead/bulkhead.js'
 import { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
+import { type AccessPolicy, type CompiledPolicies, compilePolicies } from '../stages/policy/policy.js'
 import { type RetryBudget, ratioBudget, throttlingBudget, unlimitedBudget } from '../stages/retry/budget.js'
 import { LatencyHistogram } from '../stages/retry/latency-histogram.js'
 import { Router } from '../stages/router/router.js'
@@ -102,6 +103,8 @@ export interface Snapshot {
   readonly strict: boolean
   /** Whether `meshErrors` is `'respond'`: read once here, not from the config per call (D61). */
   readonly respond: boolean
+  /** The egress access policies, compiled; undefined when there are none (every call allowed). */
+  readonly egress: CompiledPolicies | undefined
   /** Services by lower-case name. */
   readonly services: ReadonlyMap<string, ServiceRuntime>
   /**
@@ -392,5 +395,9 @@ export function buildSnapshot(config: ResolvedMeshConfig, state: StatePool, even
     destinations,
     router: new Router(config.routes),
     routeBreakers,
+    egress:
+      config.egress === undefined || config.egress.length === 0
+        ? undefined
+        : compilePolicies(config.egress as unknown as readonly AccessPolicy[]),
   }
 }

@@ -8,8 +8,10 @@
  * and the stack is built per (destination, route), so the route's policy is fixed at build time.
  * The order, outermost first: fallback, fault (call scope), deadline, bulkhead, retry, hedge,
  * quota, circuit breaker, fault (attempt scope), balancer (outlier detection and per-endpoint
- * limits inside it), attempt timeout, transport. Telemetry and access policy, which come later,
- * go before the fallback, in that order. Quota sits inside retry and hedge, not before them as
+ * limits inside it), attempt timeout, transport. Telemetry, which comes later, goes before the
+ * fallback. The egress access policy runs in `withMesh` (fetch and gRPC) before any stage of
+ * this stack: refuse early, before quota, retry budget or a connection is spent, on the service
+ * the caller named (stages/policy/egress.ts). Quota sits inside retry and hedge, not before them as
  * ARCHITECTURE.md first sketched, so that a retry or a hedge takes a token like any call
  * (decision D58).
  */

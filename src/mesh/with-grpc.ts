@@ -50,6 +50,7 @@ import { TlsMaterialError, UnknownServiceError } from '../core/errors.js'
 import type { Handler, Middleware } from '../core/handler.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { fault } from '../stages/fault/fault.js'
+import { egressDenial } from '../stages/policy/egress.js'
 import type { RouteView } from '../stages/router/router.js'
 import type { MeshConfig, ResolvedRoute, ResolvedServiceConfig } from './config/config.js'
 import { createMesh, isMesh, type Mesh } from './mesh.js'
@@ -577,6 +578,20 @@ export function withMeshGrpc<C extends GrpcClientLike>(
     invoke(call, scope) {
       const snapshot = scope as Snapshot
       const target = service as string
+      if (snapshot.egress !== undefined) {
+        // access policy: on the service the target names, before routing, quota and the network
+        // (stack.ts's order); gRPC reads ACCESS_DENIED as PERMISSION_DENIED.
+        const named = snapshot.hosts.get(target)?.name ?? target
+        const md = call.metadata
+        const denied = egressDenial(snapshot.egress, named, 'POST', call.path, (name) => {
+          const v = md.get(name)
+          return v.length === 0 ? undefined : v.map(String).join(',')
+        })
+        if (denied) {
+          queueMicrotask(() => call.rejected(denied))
+          return
+        }
+      }
       let dest: Destination | undefined
       if (snapshot.router.empty) {
         // Every call goes to the target's own service: look it up once per snapshot.

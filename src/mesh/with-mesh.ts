@@ -31,6 +31,7 @@ import type { Handler, Middleware } from '../core/handler.js'
 import { handlerProbe, type Probe } from '../stages/balancer/health-check.js'
 import type { CircuitBreaker } from '../stages/circuit-breaker/breaker.js'
 import { fault } from '../stages/fault/fault.js'
+import { egressDenial } from '../stages/policy/egress.js'
 import type { MeshConfig, ResolvedRoute, ResolvedServiceConfig } from './config/config.js'
 import { createMesh, isMesh, type Mesh } from './mesh.js'
 import { type QuotaKeyReader, templateParam } from './quota.js'
@@ -212,6 +213,17 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
           typeof input === 'string'
             ? toHttpRequest(own.name, target.path, input, init, propagate, target, config.authority)
             : request(own.name, target, input, init, propagate, config.authority)
+        if (snapshot.egress !== undefined) {
+          // access policy: before routing, quota and the network (stack.ts's order).
+          const denied = egressDenial(
+            snapshot.egress,
+            own.name,
+            req.method,
+            req.path,
+            httpRouteView(own.name, req).header,
+          )
+          if (denied) return Promise.reject(denied)
+        }
         const signal = req.signal
         if (signal?.aborted) return abortedCall(input, target, init, signal.reason)
         call = send(own, undefined, -1, req, snapshot)
@@ -253,7 +265,16 @@ function withMeshFetch(fetchFn: typeof fetch, mesh: Mesh | MeshConfig): typeof f
       own?.config.propagateDeadline !== false,
       own?.config.authority,
     )
-    const decision = snapshot.router.route(httpRouteView(host, req), m.random)
+    const view = httpRouteView(host, req)
+    const decision = snapshot.router.route(view, m.random)
+    if (snapshot.egress !== undefined && (decision !== undefined || own?.config.protocol === 'http')) {
+      // access policy: on the requested service (the host, not the destination the route picked),
+      // for every call the mesh claims, before quota, faults, retries and the network. The route
+      // lookup before it is pure (no state, nothing spent); a host the mesh does not claim passes
+      // through untouched as before (`strict` governs those).
+      const denied = egressDenial(snapshot.egress, own?.name ?? host, req.method, req.path, view.header)
+      if (denied) return Promise.reject(denied)
+    }
     if (decision === undefined) {
       if (own === undefined || own.config.protocol !== 'http') {
         if (snapshot.strict) return Promise.reject(new UnknownServiceError(host))

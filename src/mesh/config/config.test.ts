@@ -47,6 +47,7 @@ describe('parseConfig', () => {
     // structuredClone gives the null-prototype records (D47) Object's prototype, as literals have.
     expect(structuredClone(config)).toStrictEqual({
       $schema: undefined,
+      egress: undefined,
       routes: [],
       strict: false,
       meshErrors: 'reject',
@@ -106,6 +107,7 @@ describe('parseConfig', () => {
     const config = parseConfig({ services: { users: { endpoints: ['http://10.0.0.1:80'] } } })
     expect(structuredClone(config)).toStrictEqual({
       $schema: undefined,
+      egress: undefined,
       routes: [],
       strict: false,
       meshErrors: 'reject',

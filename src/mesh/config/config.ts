@@ -10,6 +10,7 @@ import { ConfigInvalidError, type ConfigIssue } from '../../core/errors.js'
 import { regexProblem } from '../../stages/router/regex.js'
 import { templatePattern } from '../../stages/router/router.js'
 import { serviceAuth } from './auth.js'
+import { egressPolicySchema } from './policy.js'
 import { adaptiveThrottling, checkQuotaKeys, rateLimit } from './quota.js'
 import { redisConfig } from './redis.js'
 import {
@@ -1028,6 +1029,8 @@ export const meshConfigSchema = object({
    * Whether a host naming no configured service is refused; `false` lets it pass through
    * untouched. Default `false`.
    */
+  /** Egress access policies (Istio AuthorizationPolicy shape, see config/policy.ts). Default none. */
+  egress: egressPolicySchema,
   strict: optional(boolean(), false).describe(
     'Whether a host naming no configured service is refused (false: it passes through untouched).',
   ),

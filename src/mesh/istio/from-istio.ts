@@ -28,6 +28,7 @@ import { parseAllDocuments } from 'yaml'
 import { ConfigInvalidError } from '../../core/errors.js'
 import type { MeshConfig, ServiceConfig } from '../config/config.js'
 import { MAX_ALIASES, MAX_DEPTH, tooDeepAt } from '../config/yaml-bounds.js'
+import { type IstioSecurity, securityResource } from './authorization-policy.js'
 import { destinationRule } from './destination-rule.js'
 import { Fields, isObject, Out } from './fields.js'
 import { resolveHost } from './hosts.js'
@@ -97,6 +98,11 @@ export interface IstioTranslation<C> {
    * translation is exact.
    */
   unsupported: string[]
+  /**
+   * AuthorizationPolicies (for `authorize()` from meshlet/inbound) and PeerAuthentication
+   * modes; empty lists when the input has none.
+   */
+  security: IstioSecurity
 }
 
 /**
@@ -224,7 +230,7 @@ export function fromIstio(
       ...policies,
     } as MeshRoute
   })
-  return { config: { services, routes }, unsupported: state.unsupported }
+  return { config: { services, routes }, unsupported: state.unsupported, security: state.security }
 }
 
 /**
@@ -315,6 +321,23 @@ function resource(doc: unknown, where: string, state: State): void {
   const namespace = typeof ns === 'string' && ns !== '' ? ns.toLowerCase() : state.naming.namespace
   const out = new Out(`${kind ?? 'resource'} ${name}`, state)
   const apiVersion = doc['apiVersion']
+  if (kind === 'AuthorizationPolicy' || kind === 'PeerAuthentication') {
+    if (typeof apiVersion !== 'string' || !/^security\.istio\.io\/(v1|v1beta1)$/.test(apiVersion))
+      out.unsupported(
+        '',
+        `apiVersion ${JSON.stringify(apiVersion ?? null)} is not security.istio.io v1 or v1beta1`,
+      )
+    else
+      securityResource(
+        kind,
+        isObject(doc['spec']) ? doc['spec'] : {},
+        name,
+        namespace,
+        state.security,
+        (p, d) => out.unsupported(p, d),
+      )
+    return
+  }
   if (typeof apiVersion !== 'string' || !API_VERSION.test(apiVersion)) {
     out.unsupported(
       '',

@@ -1,3 +1,4 @@
+import type { IstioSecurity } from './authorization-policy.js'
 /**
  * What an import gathers across resources: the services by the host they stand for, the routes,
  * and the reports. A service is registered by its fully qualified host (see `hosts.ts`) and
@@ -40,6 +41,8 @@ export class State implements Reports {
   readonly services = new Map<string, IstioServiceConfig>()
   readonly routes: PendingRoute[] = []
   readonly unsupported: string[] = []
+  /** AuthorizationPolicy and PeerAuthentication translations (authorization-policy.ts). */
+  readonly security: IstioSecurity = { policies: [], peerAuthentication: {} }
   readonly invalid: ConfigIssue[] = []
   /** Services that have a DestinationRule (Istio applies one per host). */
   readonly ruled = new Set<string>()
