@@ -1,6 +1,6 @@
 /**
  * The inbound guard: Istio's AuthorizationPolicy where calls arrive, for node:http servers (and
- * so Express, Fastify and Hono's node server) and grpc-js servers, without a sidecar.
+ * frameworks built on them; Fastify through `check()`) and grpc-js servers, without a sidecar.
  *
  * The caller's identity is the peer certificate's single URI SAN (SPIFFE ID, as gRFC A87: more
  * than one URI SAN is no identity) on a TLS socket whose chain the server verified, and/or the
@@ -70,8 +70,9 @@ export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void
 /** The guard: a middleware `(req, res, next?)` with helpers. */
 export interface InboundGuard {
   /**
-   * Middleware for node:http, Express and Fastify (`fastify.addHook('onRequest', (r, p, done) =>
-   * guard(r.raw, p.raw, done))`): calls `next()` when allowed, answers 403 otherwise.
+   * Middleware of the `(req, res, next)` shape (node:http, and the Express style; only node:http is
+   * tested): calls `next()` when allowed, answers 403 otherwise. For a framework with another hook
+   * shape (Fastify's `onRequest`), call {@link InboundGuard.check} and answer from its decision.
    */
   (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void
   /** Wraps a handler (plain node:http, or Hono's `getRequestListener(app.fetch)`). */
