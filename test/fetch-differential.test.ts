@@ -221,7 +221,7 @@ describe('withMesh(fetch) sends and answers as bare fetch, case by case', () => 
     const readable = Object.getOwnPropertySymbols(new Request('http://localhost/')).some(
       (key) => key.description === 'dispatcher',
     )
-    it.skipIf(!readable)("a Request's own dispatcher is used, as fetch uses it", async () => {
+    it("a Request's own dispatcher is used, as fetch uses it, where Node lets it be read", async () => {
       const seen: string[] = []
       const { getGlobalDispatcher } = await import('undici')
       const dispatcher = {
@@ -237,7 +237,9 @@ describe('withMesh(fetch) sends and answers as bare fetch, case by case', () => 
       await (
         await f(new Request('http://svc/own', { method: 'POST', body: 'x', dispatcher } as RequestInit))
       ).text()
-      expect(seen).toEqual(['/own', '/own', '/own'])
+      // Where undici hides it (Node 24), the calls are still answered, through the mesh's own
+      // dispatcher: the documented difference, pinned so that a change in either is noticed.
+      expect(seen).toEqual(readable ? ['/own', '/own', '/own'] : ['/own'])
     })
   })
 

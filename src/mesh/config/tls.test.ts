@@ -59,3 +59,11 @@ describe('services.<s>.tls', () => {
     expect(wrongLabel).not.toContain('c2VjcmV0')
   })
 })
+
+describe('PEM blocks', () => {
+  it('takes a key block of any algorithm, and refuses a block of another kind', () => {
+    const ec = KEY.replaceAll('PRIVATE KEY', 'EC PRIVATE KEY')
+    expect(problems({ ca: CERT, cert: CERT, key: ec })).toEqual([])
+    expect(problems({ ca: CERT, cert: CERT, key: CERT })[0]).toMatch(/tls\.key.*"PRIVATE KEY" block/)
+  })
+})

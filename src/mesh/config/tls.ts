@@ -15,6 +15,21 @@ const MAX_PEM = 1_048_576
 const MAX_PATH = 4096
 
 /**
+ * Whether `pem` has a `-----BEGIN <...>label-----` line (`EC PRIVATE KEY` counts as a `PRIVATE KEY`
+ * block). One scan per `-----BEGIN ` line, with no pattern built from a value at parse time.
+ */
+function hasPemBlock(pem: string, label: string): boolean {
+  const begin = '-----BEGIN '
+  for (let at = pem.indexOf(begin); at >= 0; at = pem.indexOf(begin, at + begin.length)) {
+    const end = pem.indexOf('-----', at + begin.length)
+    if (end < 0) return false
+    const name = pem.slice(at + begin.length, end)
+    if (name.endsWith(label) && /^[A-Z0-9 ]*$/.test(name)) return true
+  }
+  return false
+}
+
+/**
  * PEM text holding at least one `label` block, or a file path (non-empty, no NUL character, at
  * most 4096 characters). Problems are reported without the value.
  */
@@ -23,7 +38,7 @@ function pemOrPath(label: string, what: string) {
     string({ maxLength: MAX_PEM, expected: `${what} (PEM text or a file path)` }),
     (v, issue) => {
       if (isPem(v)) {
-        if (!new RegExp(`-----BEGIN [A-Z0-9 ]*${label}-----`).test(v) || !v.includes('-----END'))
+        if (!hasPemBlock(v, label) || !v.includes('-----END'))
           issue(`expected PEM text with a "${label}" block (the value is not shown)`)
       } else if (v.length === 0 || v.length > MAX_PATH || v.includes('\0')) {
         issue(
